@@ -1,0 +1,68 @@
+"""The commented flywheel.yaml that ``flywheel init`` writes."""
+
+from __future__ import annotations
+
+import json
+
+from flywheel.core.spec import ProjectSpec
+
+
+def render_spec(spec: ProjectSpec, *, inferred: dict[str, str]) -> str:
+    """flywheel.yaml text for ``spec``, every choice visible, inferred ones explained.
+
+    Args:
+        spec: The spec to write; the text parses back to an equal spec.
+        inferred: Comments keyed by field (``task``, ``positive_class``, ``excluded``).
+    """
+    q = json.dumps  # JSON strings are valid YAML scalars, quoted when needed
+    v, s = spec.validation, spec.training
+    sev = v.severity
+    data_extra = f"  time_column: {q(spec.data.time_column)}\n" if spec.data.time_column else ""
+    positive = (f"  positive_class: {q(spec.target.positive_class)}"
+                f"   # {inferred.get('positive_class', '')}\n"
+                if spec.target.positive_class is not None else "")
+    excluded = inferred.get("excluded", "")
+    return f"""\
+# flywheel project spec. Every key below has a default; delete a key to go back to it.
+# Written by `flywheel init`; the inferred choices are commented. Edit freely.
+name: {q(spec.name)}
+
+data:
+  path: {q(spec.data.path)}          # training data, CSV or Parquet (relative to this file)
+  schema_file: {q(spec.data.schema_file)}   # column kinds, ranges, categories, roles
+  format: {spec.data.format}                 # auto | csv | parquet
+  encoding: {spec.data.encoding}              # text encoding of CSV files
+{data_extra}
+target:
+  column: {q(spec.target.column)}
+  task: {spec.target.task}   # {inferred.get('task', '')}
+{positive}
+# Columns left out of the features (edit `role` in the schema to change):
+# {excluded or 'none'}
+
+validation:
+  max_unseen_category_rate: {v.max_unseen_category_rate}   # share of rows with categories not in the schema
+  max_out_of_range_rate: {v.max_out_of_range_rate}       # share of values outside the schema's [min, max]
+  max_duplicate_rate: {v.max_duplicate_rate}          # share of rows repeating an earlier row
+  severity:                        # error fails the gate, warning is reported, off skips
+    missing_column: {sev.missing_column}
+    extra_column: {sev.extra_column}
+    dtype: {sev.dtype}
+    null_rate: {sev.null_rate}
+    out_of_range: {sev.out_of_range}
+    unseen_category: {sev.unseen_category}
+    duplicate_rows: {sev.duplicate_rows}
+    empty: {sev.empty}
+    target: {sev.target}
+
+training:
+  metric: {q(s.metric) if s.metric else 'null'}           # null picks roc_auc / log_loss / rmse by task
+  cv_folds: {s.cv_folds}
+  holdout_fraction: {s.holdout_fraction}     # set aside before the search, used once
+  search:
+    trials: {s.search.trials}
+    timeout_seconds: {s.search.timeout_seconds if s.search.timeout_seconds else 'null'}   # wall-clock budget of the search
+    sampler: {s.search.sampler}               # tpe | random | grid
+    parallel: {s.search.parallel}                # trials at once
+    seed: {s.search.seed}
+"""

@@ -1,0 +1,237 @@
+"""The project spec: ``flywheel.yaml`` as typed, frozen pydantic models.
+
+Every field has a default except what only the user can know (the data and the target).
+Loading turns pydantic's errors into one line per problem that names the path and the rule
+(``training.search.trials: must be >= 1, got 0``) and suggests the nearest valid key for a typo.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from flywheel.core.errors import ConfigError
+
+Task = Literal["binary", "multiclass", "regression"]
+Severity = Literal["error", "warning", "off"]
+
+SPEC_FILE = "flywheel.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class DataSpec(_Section):
+    path: str
+    """Training data, CSV or Parquet; relative paths are relative to flywheel.yaml."""
+    schema_file: str = "schema.yaml"
+    """The human-editable schema written by `flywheel init`."""
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    """File format; `auto` decides by extension."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV files."""
+    time_column: str | None = None
+    """A column that orders rows in time; enables time-ordered splits."""
+
+
+class TargetSpec(_Section):
+    column: str
+    """The column to predict."""
+    task: Task
+    """binary, multiclass or regression."""
+    positive_class: str | None = None
+    """For binary tasks: the label counted as positive (metrics, probabilities)."""
+
+
+class CheckSeverity(_Section):
+    """How each validation check counts: an error fails the gate, a warning is reported."""
+
+    missing_column: Severity = "error"
+    extra_column: Severity = "warning"
+    dtype: Severity = "error"
+    null_rate: Severity = "error"
+    out_of_range: Severity = "error"
+    unseen_category: Severity = "error"
+    duplicate_rows: Severity = "warning"
+    empty: Severity = "error"
+    target: Severity = "error"
+
+
+class ValidationSpec(_Section):
+    max_unseen_category_rate: float = Field(0.01, ge=0.0, le=1.0)
+    """Share of a categorical column's rows allowed to hold categories not in the schema."""
+    max_out_of_range_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of a numeric column's values allowed outside the schema's [min, max]."""
+    max_duplicate_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of rows allowed to repeat an earlier row exactly."""
+    severity: CheckSeverity = CheckSeverity()
+    """Per check: error, warning or off."""
+
+
+class SearchSpec(_Section):
+    trials: int = Field(30, ge=1)
+    """Number of Optuna trials."""
+    timeout_seconds: float | None = Field(None, gt=0)
+    """Wall-clock budget of the search; whichever of trials and timeout comes first ends it."""
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    parallel: int = Field(1, ge=1)
+    """Trials run at once, in separate processes sharing the study storage."""
+    seed: int = 0
+
+
+class TrainingSpec(_Section):
+    metric: str | None = None
+    """Metric to optimize; defaults to roc_auc (binary), log_loss (multiclass), rmse (regression)."""
+    cv_folds: int = Field(5, ge=2, le=20)
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    search: SearchSpec = SearchSpec()
+
+
+class ProjectSpec(_Section):
+    name: str = Field(min_length=1)
+    data: DataSpec
+    target: TargetSpec
+    validation: ValidationSpec = ValidationSpec()
+    training: TrainingSpec = TrainingSpec()
+
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def root(self) -> Path:
+        """The folder holding flywheel.yaml; relative paths resolve against it."""
+        return self._root
+
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self._root / p
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.data.path)
+
+    @property
+    def schema_path(self) -> Path:
+        return self.resolve(self.data.schema_file)
+
+
+def load_spec(path: str | Path = SPEC_FILE) -> ProjectSpec:
+    """Read and check a flywheel.yaml.
+
+    Raises:
+        ConfigError: If the file is missing, is not YAML, or breaks a rule; the message lists
+            every problem with its path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SPEC_FILE
+    if not path.is_file():
+        raise ConfigError(
+            "no project spec here; run `flywheel init DATA --target COLUMN` to create one, "
+            "or pass --config PATH.", path=path
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"is not UTF-8 text ({exc.reason} at byte {exc.start}).", path=path) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"is not valid YAML: {_yaml_problem(exc)}", path=path) from exc
+    spec = parse_spec(raw, path=path)
+    spec._root = path.resolve().parent
+    return spec
+
+
+def parse_spec(raw: Any, *, path: Path | None = None) -> ProjectSpec:
+    """Build a ProjectSpec from already-parsed YAML, with readable errors."""
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise ConfigError(f"must be a mapping of sections (name, data, target, ...), got {got}.",
+                          path=path)
+    try:
+        return ProjectSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = format_validation_errors(exc, ProjectSpec)
+        raise ConfigError(f"{len(problems)} problem(s) in the spec:", path=path,
+                          problems=problems) from exc
+
+
+def format_validation_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """One readable line per pydantic error: ``dotted.path: rule, got value``."""
+    return [_format_one(err, model) for err in exc.errors(include_url=False)]
+
+
+def _format_one(err: Any, model: type[BaseModel]) -> str:
+    loc = tuple(str(p) for p in err["loc"])
+    where = ".".join(loc) or "(top level)"
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        valid = sorted(parent.model_fields) if parent is not None else []
+        near = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+        return f"{where}: unknown key; {hint}"
+    if kind == "missing":
+        return f"{where}: required, but missing"
+    rules = {
+        "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}",
+        "greater_than": lambda: f"must be > {ctx.get('gt')}",
+        "less_than_equal": lambda: f"must be <= {ctx.get('le')}",
+        "less_than": lambda: f"must be < {ctx.get('lt')}",
+        "literal_error": lambda: f"must be one of {ctx.get('expected')}",
+        "int_parsing": lambda: "must be an integer",
+        "int_type": lambda: "must be an integer",
+        "int_from_float": lambda: "must be a whole number",
+        "float_parsing": lambda: "must be a number",
+        "float_type": lambda: "must be a number",
+        "bool_parsing": lambda: "must be true or false",
+        "bool_type": lambda: "must be true or false",
+        "string_type": lambda: "must be text",
+        "string_too_short": lambda: "must not be empty",
+        "model_type": lambda: "must be a mapping of keys",
+        "dict_type": lambda: "must be a mapping of keys",
+        "list_type": lambda: "must be a list",
+    }
+    rule = rules[kind]() if kind in rules else str(err["msg"]).rstrip(".").lower()
+    return f"{where}: {rule}, got {_show(value)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_at(model: type[BaseModel], loc: tuple[str, ...]) -> type[BaseModel] | None:
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None or part not in current.model_fields:
+            return None
+        current = _as_model(current.model_fields[part].annotation)
+    return current
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _as_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(problem)

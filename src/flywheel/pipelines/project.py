@@ -1,0 +1,157 @@
+"""A flywheel project: its spec, schema and workspace, and what can be done with them.
+
+This is the Python API the CLI is a thin layer over::
+
+    project = Project.init("churn.parquet", target="churn")
+    report = project.validate()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from flywheel.core._template import render_spec
+from flywheel.core.errors import ConfigError, DataError, DataValidationError
+from flywheel.core.spec import SPEC_FILE, DataSpec, ProjectSpec, TargetSpec, Task, load_spec
+from flywheel.core.workspace import Workspace, atomic_write_text
+from flywheel.data import (
+    DataSchema,
+    ReferenceProfile,
+    ValidationReport,
+    infer_positive_class,
+    infer_schema,
+    load_schema,
+    load_table,
+    profile_frame,
+    validate_frame,
+)
+
+
+class Project:
+    """A project folder: ``flywheel.yaml``, its ``schema.yaml`` and the ``.flywheel/`` workspace."""
+
+    def __init__(self, spec: ProjectSpec) -> None:
+        self.spec = spec
+        self.workspace = Workspace(spec.root)
+        self._schema: DataSchema | None = None
+
+    @classmethod
+    def load(cls, path: str | Path = SPEC_FILE) -> Project:
+        """Open the project whose flywheel.yaml is at ``path`` (or in the folder ``path``)."""
+        return cls(load_spec(path))
+
+    @classmethod
+    def init(cls, data: str | Path, target: str, *, directory: str | Path | None = None,
+             task: Task | None = None, name: str | None = None, encoding: str = "utf-8",
+             force: bool = False) -> Project:
+        """Infer a schema from ``data`` and write flywheel.yaml and schema.yaml.
+
+        Args:
+            data: CSV or Parquet training data.
+            target: The column to predict.
+            directory: Project folder; defaults to the current folder.
+            task: Overrides the inferred task.
+            name: Project name; defaults to the data file's stem.
+            encoding: Text encoding of a CSV file.
+            force: Overwrite an existing flywheel.yaml and schema.yaml.
+
+        Raises:
+            ConfigError: If a spec exists already and ``force`` is false.
+            DataError: If the data cannot be read or cannot support a schema.
+        """
+        root = Path(directory or ".").resolve()
+        data_path = Path(data).expanduser().resolve()
+        spec_path = root / SPEC_FILE
+        if spec_path.exists() and not force:
+            raise ConfigError("a project spec exists already; pass --force to overwrite it and "
+                              "its schema.", path=spec_path)
+        frame = load_table(data_path, encoding=encoding)
+        schema = infer_schema(frame, target, task=task, source=data_path.name)
+        positive = infer_positive_class(frame[target]) if schema.task == "binary" else None
+        spec = ProjectSpec(
+            name=name or data_path.stem,
+            data=DataSpec(path=_relative(data_path, root), encoding=encoding),
+            target=TargetSpec(column=target, task=schema.task, positive_class=positive),
+        )
+        spec._root = root
+        comments = _init_comments(frame[target], schema, task, positive)
+        workspace = Workspace(root)
+        with workspace.lock("project"):
+            root.mkdir(parents=True, exist_ok=True)
+            schema.save(spec.schema_path)
+            atomic_write_text(spec_path, render_spec(spec, inferred=comments))
+            profile = profile_frame(frame, schema)
+            profile.save(workspace.profiles / f"{_short(profile.fingerprint)}.json")
+        project = cls(load_spec(spec_path))
+        project._schema = schema
+        return project
+
+    @property
+    def schema(self) -> DataSchema:
+        if self._schema is None:
+            self._schema = load_schema(self.spec.schema_path)
+        return self._schema
+
+    def load_data(self, path: str | Path | None = None) -> pd.DataFrame:
+        """Read ``path``, or the spec's training data when omitted."""
+        target = Path(path) if path is not None else self.spec.data_path
+        return load_table(target, fmt=self.spec.data.format if path is None else "auto",
+                          encoding=self.spec.data.encoding)
+
+    def validate(self, path: str | Path | None = None, *, frame: pd.DataFrame | None = None,
+                 require_target: bool = True) -> ValidationReport:
+        """Check data against the schema and report every failed check (never raises for bad
+        data; raises DataError only when the file cannot be read)."""
+        source = str(path) if path is not None else self.spec.data.path
+        data = frame if frame is not None else self.load_data(path)
+        return validate_frame(data, self.schema, self.spec.validation,
+                              require_target=require_target, source=source)
+
+    def gate(self, frame: pd.DataFrame, *, source: str | None = None) -> ValidationReport:
+        """The validation gate training runs: the same checks as ``validate``, but failing data
+        raises.
+
+        Raises:
+            DataValidationError: If any check with severity error fails.
+        """
+        report = validate_frame(frame, self.schema, self.spec.validation, source=source)
+        if not report.ok:
+            raise DataValidationError(report, path=source)
+        return report
+
+    def profile(self, path: str | Path | None = None) -> ReferenceProfile:
+        """The reference profile of ``path`` (or the training data)."""
+        return profile_frame(self.load_data(path), self.schema)
+
+
+def _init_comments(y: pd.Series, schema: DataSchema, task: Task | None,
+                   positive: str | None) -> dict[str, str]:
+    shares = y.astype(str).value_counts(normalize=True).head(5)
+    if task is not None:
+        why = "set with --task"
+    elif schema.task == "regression":
+        why = f"inferred: numeric with {y.nunique()} distinct values"
+    else:
+        dist = ", ".join(f"{k!r} {v:.1%}" for k, v in shares.items())
+        why = f"inferred: {y.nunique()} classes ({dist})"
+    excluded = "\n#   ".join(f"{n} ({c.role}: {c.reason})" for n, c in schema.excluded_columns.items())
+    comments = {"task": f"{why}; binary | multiclass | regression", "excluded": excluded}
+    if positive is not None:
+        comments["positive_class"] = "inferred; the label whose probability is predicted"
+    return comments
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _short(fingerprint: str) -> str:
+    return fingerprint.split(":")[-1][:16]
+
+
+
