@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -98,14 +99,21 @@ def _print_schema(schema: DataSchema) -> None:
     for name, col in schema.columns.items():
         if col.categories is not None:
             values = f"{len(col.categories)} categories"
+        elif col.min is not None and col.kind == "datetime":
+            values = f"{_date(col.min)} … {_date(col.max)}"
         elif col.min is not None:
             values = f"[{col.min:g}, {col.max:g}]"
         else:
             values = f"{col.cardinality} distinct (open)"
-        role = col.role if col.reason is None else f"{col.role} ({col.reason})"
         style = "yellow" if col.role not in ("feature", "target") else None
-        table.add_row(name, col.kind, role, f"{col.null_rate:.1%}", values, style=style)
+        table.add_row(name, col.kind, col.role, f"{col.null_rate:.1%}", values, style=style)
     _out.print(table)
+    for name, col in schema.excluded_columns.items():
+        _out.print(f"[yellow]left out[/yellow] {name}: {col.role}, {col.reason}")
+
+
+def _date(epoch_seconds: float | None) -> str:
+    return dt.datetime.fromtimestamp(epoch_seconds or 0, dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 def _print_report(report: ValidationReport) -> None:

@@ -172,17 +172,23 @@ def leakage_score(s: pd.Series, kind: ColumnKind, task: Task, y: pd.Series) -> f
         if task == "regression":
             rho = values.rank().corr(t.astype(float).rank())
             return 0.0 if pd.isna(rho) else abs(float(rho))
-        codes = pd.qcut(values, q=50, labels=False, duplicates="drop")
+        few = values.nunique() <= 50
+        codes = values if few else pd.qcut(values, q=50, labels=False, duplicates="drop")
     else:
         codes = category_strings(x)
         if codes.nunique() > 0.5 * len(codes):  # near-unique keys "predict" anything
             return 0.0
+    code_ids, _ = pd.factorize(np.asarray(codes))
     if task == "regression":
-        target = t.astype(float)
-        explained = target.groupby(codes.to_numpy()).transform("mean")
+        target = t.astype(float).to_numpy()
+        sums = np.bincount(code_ids, weights=target)
+        sizes = np.bincount(code_ids)
+        explained = (sums / sizes)[code_ids]
         total = float(((target - target.mean()) ** 2).sum())
         return 0.0 if total == 0 else 1.0 - float(((target - explained) ** 2).sum()) / total
-    table = pd.crosstab(np.asarray(codes), t.astype(str).to_numpy())
+    class_ids, classes = pd.factorize(t)
+    table = np.bincount(code_ids * len(classes) + class_ids,
+                        minlength=(code_ids.max() + 1) * len(classes)).reshape(-1, len(classes))
     baseline = table.sum(axis=0).max() / len(t)
     accuracy = table.max(axis=1).sum() / len(t)
     return 0.0 if baseline >= 1.0 else max(0.0, float((accuracy - baseline) / (1.0 - baseline)))
@@ -193,10 +199,12 @@ def category_strings(s: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(s):
         whole = s.dropna()
         if len(whole) and bool(np.all(np.mod(whole.to_numpy(), 1) == 0)):
-            return s.astype("Int64").astype("string").astype(object).where(s.notna(), None)
+            return s.astype("Int64").astype("string")
     if pd.api.types.is_bool_dtype(s):
         return s.map({True: "true", False: "false"})
-    return s.astype("string").astype(object).where(s.notna(), None)
+    if isinstance(s.dtype, pd.StringDtype):
+        return s
+    return s.astype("string")
 
 
 def _epoch_seconds(s: pd.Series) -> pd.Series:

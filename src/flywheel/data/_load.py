@@ -8,6 +8,7 @@ from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flywheel.core.errors import DataError
 
@@ -68,6 +69,11 @@ def load_table(path: str | Path, *, fmt: FileFormat = "auto",
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        names = pq.read_schema(path).names
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise DataError(f"duplicate column names {dupes}; give each column a unique name.",
+                            path=path)
         return pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(

@@ -92,6 +92,9 @@ class _Probe:
         self.passed: bool | None = None  # None: never ran (e.g. the column was missing)
         self.examples: tuple[str, ...] = ()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Probe:
+        return self  # pandera copies schemas; the copy must report into this probe
+
     def __call__(self, data: Any) -> bool:
         mask = self.offending(data)
         self.total = len(mask)
@@ -141,7 +144,7 @@ def validate_frame(frame: pd.DataFrame, schema: DataSchema,
                        lambda df, mask: df.index[mask.to_numpy()].to_series().map(
                            lambda i: f"row {i}"))
         probes.append(probe)
-        table_checks.append(pa.Check(probe, name="duplicate_rows"))
+        table_checks.append(pa.Check(probe, name="duplicate_rows", ignore_na=False))
     engine = pa.DataFrameSchema(columns=columns, checks=table_checks,
                                 strict=severity.extra_column != "off", coerce=False)
     try:
@@ -172,7 +175,7 @@ def _column(name: str, col: ColumnSchema, spec: ValidationSpec,
 
     def add(probe: _Probe) -> None:
         probes.append(probe)
-        checks.append(pa.Check(probe, name=probe.check))
+        checks.append(pa.Check(probe, name=probe.check, ignore_na=False))
 
     if severity.null_rate != "off" and col.role != "target":
         add(_Probe(name, "null_rate", col.max_null_rate, lambda s: s.isna(),
@@ -190,10 +193,10 @@ def _column(name: str, col: ColumnSchema, spec: ValidationSpec,
             and severity.unseen_category != "off":
         allowed = list(col.categories)
         add(_Probe(name, "unseen_category", spec.max_unseen_category_rate,
-                   lambda s: _as_text(s).notna() & ~_as_text(s).isin(allowed),
+                   lambda s: s.notna() & ~category_strings(s).isin(allowed),
                    lambda n, t: f"{n / t:.1%} of rows ({n}) hold categories not in the schema "
                                 f"(limit {spec.max_unseen_category_rate:.1%})",
-                   lambda s, mask: _as_text(s)[mask]))
+                   lambda s, mask: category_strings(s)[mask]))
     if col.kind == "integer" and severity.dtype != "off":
         add(_Probe(name, "dtype", 0.0, lambda s: s.notna() & (np.mod(s, 1) != 0),
                    lambda n, t: f"{n} of {t} values are not whole numbers (kind: integer)"))
@@ -210,10 +213,6 @@ _DTYPES: dict[str, Any] = {
     "datetime": pandas_engine.DateTime(  # type: ignore[call-arg]
         tz=dt.timezone.utc, to_datetime_kwargs={"format": "ISO8601", "utc": True}),
 }
-
-
-def _as_text(s: pd.Series) -> pd.Series:
-    return s if s.dtype == object else category_strings(s)
 
 
 def _engine_failures(cases: pd.DataFrame, expected: dict[str, ColumnSchema],
@@ -273,8 +272,15 @@ def _severity(severity: CheckSeverity, check: str) -> str:
 
 def _examples(values: pd.Series | pd.Index) -> tuple[str, ...]:
     shown = pd.Series(values).drop_duplicates().head(_EXAMPLES)
-    return tuple("<null>" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                 for v in shown)
+    return tuple(_show(v) for v in shown)
+
+
+def _show(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "<null>"
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _num(value: float) -> str:

@@ -68,7 +68,10 @@ class Project:
             raise ConfigError("a project spec exists already; pass --force to overwrite it and "
                               "its schema.", path=spec_path)
         frame = load_table(data_path, encoding=encoding)
-        schema = infer_schema(frame, target, task=task, source=data_path.name)
+        try:
+            schema = infer_schema(frame, target, task=task, source=data_path.name)
+        except DataError as exc:
+            raise DataError(str(exc), path=data_path) from exc
         positive = infer_positive_class(frame[target]) if schema.task == "binary" else None
         spec = ProjectSpec(
             name=name or data_path.stem,
