@@ -123,12 +123,14 @@ def _print_report(report: ValidationReport) -> None:
         _out.print(f"[green]✓[/green] {where}all checks passed ({shape})")
         return
     table = Table(title=f"Failed checks in {report.source or 'the data'} ({shape})")
-    for heading in ("severity", "column", "check", "failed", "detail", "examples"):
-        table.add_column(heading, overflow="fold")
+    table.add_column("", no_wrap=True)
+    table.add_column("column", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("detail", ratio=3)
+    table.add_column("examples", ratio=1, overflow="fold")
     for f in report.failures:
-        colour = "red" if f.severity == "error" else "yellow"
-        table.add_row(f"[{colour}]{f.severity}[/{colour}]", f.where, f.check,
-                      f"{f.failed:,}", f.detail, ", ".join(f.examples))
+        mark = "[red]error[/red]" if f.severity == "error" else "[yellow]warn[/yellow]"
+        table.add_row(mark, f.where, f.check, f.detail, ", ".join(f.examples))
     _out.print(table)
     mark = "[red]✗[/red]" if not report.ok else "[yellow]![/yellow]"
     verdict = "fails validation" if not report.ok else "passes with warnings"

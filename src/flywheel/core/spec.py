@@ -13,9 +13,9 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from flywheel.core._yaml import read_yaml
 from flywheel.core.errors import ConfigError
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -136,12 +136,7 @@ def load_spec(path: str | Path = SPEC_FILE) -> ProjectSpec:
             "no project spec here; run `flywheel init DATA --target COLUMN` to create one, "
             "or pass --config PATH.", path=path
         )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"is not UTF-8 text ({exc.reason} at byte {exc.start}).", path=path) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"is not valid YAML: {_yaml_problem(exc)}", path=path) from exc
+    raw = read_yaml(path)
     spec = parse_spec(raw, path=path)
     spec._root = path.resolve().parent
     return spec
@@ -227,11 +222,3 @@ def _as_model(annotation: Any) -> type[BaseModel] | None:
             if found is not None:
                 return found
     return None
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return str(problem)

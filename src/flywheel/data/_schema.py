@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flywheel.core._yaml import dump_yaml, read_yaml
 from flywheel.core.errors import ConfigError
 from flywheel.core.spec import Task, format_validation_errors
 from flywheel.core.workspace import atomic_write_text
@@ -70,11 +70,7 @@ class DataSchema(BaseModel):
 
     def to_yaml(self) -> str:
         """YAML text with a header that explains how to edit it."""
-        body = yaml.safe_dump(
-            self.model_dump(mode="json", exclude_none=True), sort_keys=False,
-            allow_unicode=True, width=100,
-        )
-        return _HEADER + body
+        return _HEADER + dump_yaml(self.model_dump(mode="json", exclude_none=True))
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_yaml())
@@ -102,10 +98,7 @@ def load_schema(path: str | Path) -> DataSchema:
     if not path.is_file():
         raise ConfigError("schema file not found; `flywheel init DATA --target COLUMN` infers one.",
                           path=path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"is not valid YAML: {exc}", path=path) from exc
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("must be a mapping with target, task and columns.", path=path)
     try:

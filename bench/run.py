@@ -1,0 +1,17 @@
+"""Run every benchmark in bench/, one after the other: `make bench`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+if __name__ == "__main__":
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run.py")
+    failed = 0
+    for script in scripts:
+        print(f"\n== {script.name} ==", flush=True)
+        failed += subprocess.run([sys.executable, str(script)]).returncode != 0
+    sys.exit(1 if failed else 0)
