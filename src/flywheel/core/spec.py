@@ -8,12 +8,13 @@ Loading turns pydantic's errors into one line per problem that names the path an
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator, field_validator
 
 from flywheel.core._yaml import read_yaml
 from flywheel.core.errors import ConfigError
@@ -75,15 +76,61 @@ class ValidationSpec(_Section):
     """Per check: error, warning or off."""
 
 
+ParamType = Literal["int", "float", "categorical"]
+
+
+class ParamSpace(_Section):
+    """One hyper-parameter's search range."""
+
+    type: ParamType
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"an {self.type} parameter needs `low` <= `high`")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scaled parameter needs `low` > 0")
+        return self
+
+
+class CustomLearnerSpec(_Section):
+    """Any scikit-learn-compatible estimator, by import path, with its search space."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    estimator: str
+    """Import path such as sklearn.ensemble.ExtraTreesClassifier."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Fixed constructor arguments."""
+    search_space: dict[str, ParamSpace] = Field(default_factory=dict)
+    scale_numeric: bool = False
+    """Standardize numeric features for this learner (linear models, SVMs, k-NN)."""
+
+    @field_validator("estimator")
+    @classmethod
+    def _check_import_path(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", value):
+            raise ValueError("must be an import path such as sklearn.ensemble.ExtraTreesClassifier")
+        return value
+
+
 class SearchSpec(_Section):
     trials: int = Field(30, ge=1)
     """Number of Optuna trials."""
     timeout_seconds: float | None = Field(None, gt=0)
     """Wall-clock budget of the search; whichever of trials and timeout comes first ends it."""
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    parallel: int = Field(1, ge=1)
+    parallel: int = Field(1, ge=1, le=64)
     """Trials run at once, in separate processes sharing the study storage."""
     seed: int = 0
+    pruning: bool = True
+    """Stop unpromising trials early on their per-fold scores."""
 
 
 class TrainingSpec(_Section):
@@ -91,7 +138,49 @@ class TrainingSpec(_Section):
     """Metric to optimize; defaults to roc_auc (binary), log_loss (multiclass), rmse (regression)."""
     cv_folds: int = Field(5, ge=2, le=20)
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    learners: list[str] = Field(default_factory=lambda: ["lightgbm"], min_length=1)
+    """Built-in learners to search over: lightgbm, linear, random_forest,
+    hist_gradient_boosting; plus the names of custom_learners."""
+    custom_learners: list[CustomLearnerSpec] = Field(default_factory=list)
     search: SearchSpec = SearchSpec()
+    allow_pickle: bool = False
+    """Allow a model that skops cannot serialize to be saved with pickle (loading it can run
+    arbitrary code)."""
+
+
+Encoding = Literal["auto", "one_hot", "target", "ordinal", "drop"]
+Impute = Literal["median", "mean", "zero", "none"]
+
+
+class ColumnFeatureSpec(_Section):
+    """Per-column override of the feature pipeline."""
+
+    encoding: Encoding = "auto"
+    """Categorical columns: auto picks one_hot up to one_hot_max_categories, else target."""
+    impute: Impute | None = None
+    """Numeric columns: how to fill missing values (defaults to features.impute)."""
+    scale: bool | None = None
+    """Numeric columns: standardize (defaults to what the learner needs)."""
+
+
+class FeaturesSpec(_Section):
+    one_hot_max_categories: int = Field(12, ge=2)
+    """Categorical columns with more categories than this use high_cardinality encoding."""
+    high_cardinality: Literal["target", "ordinal"] = "target"
+    impute: Impute = "median"
+    columns: dict[str, ColumnFeatureSpec] = Field(default_factory=dict)
+    """Overrides by column name."""
+
+
+class TrackingSpec(_Section):
+    tracking_uri: str | None = None
+    """MLflow tracking URI; default sqlite:///.flywheel/mlflow.db (e.g. postgresql://... at scale)."""
+    artifact_location: str | None = None
+    """Where MLflow stores artifacts; default .flywheel/artifacts (e.g. s3://... at scale)."""
+    experiment: str | None = None
+    """MLflow experiment name; defaults to the project name."""
+    model_name: str | None = None
+    """Registered model name; defaults to the project name."""
 
 
 class ProjectSpec(_Section):
@@ -99,7 +188,9 @@ class ProjectSpec(_Section):
     data: DataSpec
     target: TargetSpec
     validation: ValidationSpec = ValidationSpec()
+    features: FeaturesSpec = FeaturesSpec()
     training: TrainingSpec = TrainingSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -191,7 +282,11 @@ def _format_one(err: Any, model: type[BaseModel]) -> str:
         "model_type": lambda: "must be a mapping of keys",
         "dict_type": lambda: "must be a mapping of keys",
         "list_type": lambda: "must be a list",
+        "too_short": lambda: "must not be empty",
+        "string_pattern_mismatch": lambda: f"must match {ctx.get('pattern')}",
     }
+    if kind == "value_error":
+        return f"{where}: {ctx.get('error', err['msg'])}"
     rule = rules[kind]() if kind in rules else str(err["msg"]).rstrip(".").lower()
     return f"{where}: {rule}, got {_show(value)}"
 
