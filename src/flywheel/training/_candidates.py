@@ -1,0 +1,194 @@
+"""Candidate learners: the built-in ones and any scikit-learn estimator by import path.
+
+A learner is a search space (the same ``ParamSpace`` users write in YAML for their own
+estimators) plus how to build an estimator for a task from sampled parameters, whether its
+numeric features need scaling, and whether it can stop early on a validation set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from sklearn.base import BaseEstimator
+
+from flywheel.core.errors import ConfigError
+from flywheel.core.spec import CustomLearnerSpec, ParamSpace, Task, TrainingSpec
+
+Params = dict[str, Any]
+MAX_BOOSTING_ROUNDS = 2000
+EARLY_STOPPING_ROUNDS = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """One candidate model family: a search space and how to build the estimator."""
+
+    name: str
+    space: dict[str, ParamSpace]
+    build: Callable[[Params, Task, int, int], BaseEstimator]
+    """(params, task, seed, n_jobs) -> an unfitted estimator."""
+    scale_numeric: bool = False
+    early_stopping: bool = False
+
+    def suggest(self, trial: optuna.Trial, *, grid: bool = False) -> Params:
+        """Sample this learner's parameters; Optuna names are prefixed with the learner's name.
+
+        With ``grid``, each numeric range is tried at its ends and (geometric) middle.
+        """
+        return {name: _suggest(trial, f"{self.name}.{name}", space, grid=grid)
+                for name, space in self.space.items()}
+
+    def grid_values(self) -> dict[str, list[Any]]:
+        """The grid sampler's values for each (prefixed) parameter."""
+        return {f"{self.name}.{name}": _grid(space) for name, space in self.space.items()}
+
+
+def _space(kind: str, low: float | None = None, high: float | None = None, *,
+           log: bool = False) -> ParamSpace:
+    return ParamSpace(type=kind, low=low, high=high, log=log)  # type: ignore[arg-type]
+
+
+def _suggest(trial: optuna.Trial, name: str, space: ParamSpace, *, grid: bool) -> Any:
+    if space.type == "categorical" or grid:
+        return trial.suggest_categorical(name, _grid(space))
+    if space.type == "int":
+        return trial.suggest_int(name, int(space.low or 0), int(space.high or 0), log=space.log)
+    return trial.suggest_float(name, float(space.low or 0.0), float(space.high or 0.0),
+                               log=space.log)
+
+
+def _grid(space: ParamSpace) -> list[Any]:
+    if space.type == "categorical":
+        return list(space.choices or [])
+    low, high = float(space.low or 0.0), float(space.high or 0.0)
+    middle = (low * high) ** 0.5 if space.log else (low + high) / 2
+    if space.type == "int":
+        return sorted({int(round(v)) for v in (low, middle, high)})
+    return sorted({low, middle, high})
+
+
+def _lightgbm_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+    import lightgbm as lgb
+
+    settings = {
+        "n_estimators": MAX_BOOSTING_ROUNDS,
+        "subsample_freq": 1,
+        "random_state": seed,
+        "n_jobs": n_jobs,
+        "verbosity": -1,
+        "deterministic": True,
+        "force_row_wise": True,
+        **params,
+    }
+    if task == "regression":
+        return lgb.LGBMRegressor(**settings)
+    return lgb.LGBMClassifier(**settings)
+
+
+def _linear_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if task == "regression":
+        return Ridge(alpha=1.0 / params["C"], random_state=seed)
+    return LogisticRegression(C=params["C"], max_iter=2000, random_state=seed)
+
+
+def _forest_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
+    return cls(**params, random_state=seed, n_jobs=n_jobs)
+
+
+def _hgb_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    return cls(**params, max_iter=500, early_stopping=True, validation_fraction=0.1,
+               n_iter_no_change=20, random_state=seed)
+
+
+BUILTIN_LEARNERS: dict[str, Learner] = {
+    "lightgbm": Learner("lightgbm", {
+        "learning_rate": _space("float", 0.01, 0.3, log=True),
+        "num_leaves": _space("int", 7, 255, log=True),
+        "min_child_samples": _space("int", 5, 100, log=True),
+        "colsample_bytree": _space("float", 0.4, 1.0),
+        "subsample": _space("float", 0.5, 1.0),
+        "reg_alpha": _space("float", 1e-8, 10.0, log=True),
+        "reg_lambda": _space("float", 1e-8, 10.0, log=True),
+    }, _lightgbm_build, early_stopping=True),
+    "linear": Learner("linear", {"C": _space("float", 1e-4, 100.0, log=True)}, _linear_build,
+                      scale_numeric=True),
+    "random_forest": Learner("random_forest", {
+        "n_estimators": _space("int", 100, 500),
+        "max_features": _space("float", 0.1, 1.0),
+        "min_samples_leaf": _space("int", 1, 30, log=True),
+        "max_depth": _space("int", 4, 32, log=True),
+    }, _forest_build),
+    "hist_gradient_boosting": Learner("hist_gradient_boosting", {
+        "learning_rate": _space("float", 0.01, 0.3, log=True),
+        "max_leaf_nodes": _space("int", 7, 255, log=True),
+        "min_samples_leaf": _space("int", 5, 100, log=True),
+        "l2_regularization": _space("float", 1e-8, 10.0, log=True),
+    }, _hgb_build),
+}
+
+
+def resolve_learners(spec: TrainingSpec) -> list[Learner]:
+    """The learners named in ``spec.learners``, built-in or custom.
+
+    Raises:
+        ConfigError: If a name is unknown, or a custom estimator cannot be imported or built.
+    """
+    custom = {c.name: c for c in spec.custom_learners}
+    learners = []
+    for name in spec.learners:
+        if name in custom:
+            learners.append(_custom_learner(custom[name]))
+        elif name in BUILTIN_LEARNERS:
+            learners.append(BUILTIN_LEARNERS[name])
+        else:
+            known = sorted([*BUILTIN_LEARNERS, *custom])
+            raise ConfigError(f"training.learners: unknown learner {name!r}; choose from "
+                              f"{', '.join(known)} or define it under training.custom_learners.")
+    return learners
+
+
+def _custom_learner(spec: CustomLearnerSpec) -> Learner:
+    where = f"training.custom_learners.{spec.name}"
+    cls = _import(spec.estimator, where)
+    try:
+        accepted = cls().get_params()
+    except TypeError as exc:
+        raise ConfigError(f"{where}.estimator: {spec.estimator} cannot be built without "
+                          f"arguments ({exc}).") from exc
+    unknown = (set(spec.search_space) | set(spec.params)) - set(accepted)
+    if unknown:
+        raise ConfigError(f"{where}: {spec.estimator} has no parameter(s) {sorted(unknown)}; "
+                          f"it accepts {', '.join(sorted(accepted))}.")
+
+    def build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+        settings = {**spec.params, **params}
+        if "random_state" in accepted and "random_state" not in settings:
+            settings["random_state"] = seed
+        return cls(**settings)
+
+    return Learner(spec.name, dict(spec.search_space), build, scale_numeric=spec.scale_numeric)
+
+
+def _import(path: str, where: str) -> type[BaseEstimator]:
+    module_name, _, attr = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{where}.estimator: cannot import {path!r} ({exc}); check the "
+                          "spelling and that its package is installed.") from exc
+    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")):
+        raise ConfigError(f"{where}.estimator: {path!r} is not a scikit-learn estimator class "
+                          "(it needs fit and get_params).")
+    return cls

@@ -1,0 +1,302 @@
+"""The Optuna search: learner and hyper-parameters scored by cross-validation.
+
+The study lives in an RDB storage (``.flywheel/optuna.db`` by default) under a name derived
+from the data and the search-relevant spec, so running ``flywheel train`` again after an
+interruption resumes it. Parallel trials are separate processes optimizing the same study.
+
+Feature pipelines are fitted once per fold (and per scaling need) and reused by every trial:
+they do not depend on the learner's hyper-parameters, and fitting them per fold keeps target
+encoding honest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from flywheel.core.errors import TrainingError
+from flywheel.core.spec import ProjectSpec
+from flywheel.data import DataSchema
+from flywheel.evaluation import Metric, compute_metrics, get_metric, summarize
+from flywheel.features import build_feature_pipeline
+from flywheel.training._candidates import EARLY_STOPPING_ROUNDS, Learner, resolve_learners
+from flywheel.training._cv import Fold
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchProblem:
+    """Everything a search process needs; picklable, so parallel workers get a copy."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    folds: list[Fold]
+    schema: DataSchema
+    spec: ProjectSpec
+    metric_name: str
+    storage_url: str
+    study_name: str
+    n_jobs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialProgress:
+    """What the progress display shows after each trial."""
+
+    finished: int
+    total: int
+    best_value: float | None
+    elapsed: float
+    state: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    study_name: str
+    learner: str
+    params: dict[str, Any]
+    """The winning learner's parameters, without the learner prefix."""
+    best_value: float
+    cv_metrics: dict[str, float]
+    """Mean and std (``<name>_std``) of every task metric across folds."""
+    n_estimators: int | None
+    """Boosting rounds for the refit, from early stopping in the folds."""
+    trials: list[optuna.trial.FrozenTrial]
+
+
+class _FoldCache:
+    """Feature matrices per (fold, scaled), built on first use."""
+
+    def __init__(self, problem: SearchProblem) -> None:
+        self.problem = problem
+        self._cache: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, k: int, scaled: bool) -> tuple[np.ndarray, np.ndarray]:
+        if (k, scaled) not in self._cache:
+            p = self.problem
+            train, valid = p.folds[k]
+            features = build_feature_pipeline(p.schema, p.spec.features, task=p.spec.target.task,
+                                              scale_numeric=scaled)
+            x_train = features.fit_transform(p.frame.iloc[train], p.y[train])
+            x_valid = features.transform(p.frame.iloc[valid])
+            self._cache[(k, scaled)] = (x_train, x_valid)
+        return self._cache[(k, scaled)]
+
+
+def make_study(problem: SearchProblem, *, seed: int, create: bool = True) -> optuna.Study:
+    spec = problem.spec.training
+    metric = _metric(problem)
+    learners = resolve_learners(spec)
+    if spec.search.sampler == "tpe":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed,
+                                                                          multivariate=True)
+    elif spec.search.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        space: dict[str, list[Any]] = {}
+        if len(learners) > 1:
+            space["learner"] = [learner.name for learner in learners]
+        for learner in learners:
+            space.update(learner.grid_values())
+        sampler = optuna.samplers.GridSampler(space, seed=seed)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+              if spec.search.pruning else optuna.pruners.NopPruner())
+    storage = optuna.storages.RDBStorage(
+        problem.storage_url, engine_kwargs={"connect_args": {"timeout": 60}}
+    ) if problem.storage_url.startswith("sqlite") else problem.storage_url
+    return optuna.create_study(
+        storage=storage, study_name=problem.study_name, sampler=sampler, pruner=pruner,
+        direction="maximize" if metric.greater_is_better else "minimize",
+        load_if_exists=create,
+    )
+
+
+def _metric(problem: SearchProblem) -> Metric:
+    return get_metric(problem.spec.target.task, problem.metric_name)
+
+
+def make_objective(problem: SearchProblem) -> Callable[[optuna.Trial], float]:
+    """The function Optuna maximizes or minimizes: the metric's mean across folds."""
+    spec = problem.spec.training
+    task = problem.spec.target.task
+    metric = _metric(problem)
+    learners = {learner.name: learner for learner in resolve_learners(spec)}
+    cache = _FoldCache(problem)
+    grid = spec.search.sampler == "grid"
+    n_classes = int(problem.y.max()) + 1 if task != "regression" else 0
+
+    def objective(trial: optuna.Trial) -> float:
+        name = (trial.suggest_categorical("learner", list(learners)) if len(learners) > 1
+                else next(iter(learners)))
+        trial.set_user_attr("learner", name)
+        learner = learners[name]
+        params = learner.suggest(trial, grid=grid)
+        fold_metrics: list[dict[str, float]] = []
+        best_rounds: list[int] = []
+        try:
+            for k in range(len(problem.folds)):
+                x_train, x_valid = cache.get(k, learner.scale_numeric)
+                train, valid = problem.folds[k]
+                y_train, y_valid = problem.y[train], problem.y[valid]
+                estimator = learner.build(params, task, spec.search.seed, problem.n_jobs)
+                rounds = _fit(estimator, learner, x_train, y_train, x_valid, y_valid)
+                if rounds is not None:
+                    best_rounds.append(rounds)
+                prediction = _predict(estimator, x_valid, task, n_classes)
+                scores = compute_metrics(task, y_valid, prediction)
+                if not np.isfinite(scores[metric.name]):
+                    raise TrainingError(f"{metric.name} is not finite on fold {k + 1}")
+                fold_metrics.append(scores)
+                running = float(np.mean([m[metric.name] for m in fold_metrics]))
+                trial.report(running, k)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+        summary = summarize(fold_metrics)
+        trial.set_user_attr("cv", summary)
+        if best_rounds:
+            k = len(problem.folds)
+            # The refit sees k/(k-1) times the rows of a fold's training part.
+            trial.set_user_attr("n_estimators", int(np.mean(best_rounds) * k / max(1, k - 1)))
+        return float(summary[metric.name])
+
+    return objective
+
+
+def _fit(estimator: Any, learner: Learner, x_train: np.ndarray, y_train: np.ndarray,
+         x_valid: np.ndarray, y_valid: np.ndarray) -> int | None:
+    if learner.early_stopping:
+        import lightgbm as lgb
+
+        estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)],
+                      callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+        return int(estimator.best_iteration_ or estimator.n_estimators)
+    estimator.fit(x_train, y_train)
+    return None
+
+
+def _predict(estimator: Any, x: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    if task == "regression":
+        return np.asarray(estimator.predict(x), dtype=float)
+    proba = np.asarray(estimator.predict_proba(x), dtype=float)
+    if proba.shape[1] == n_classes:
+        return proba
+    full = np.zeros((len(x), n_classes))  # a class absent from this fold's training rows
+    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    return full
+
+
+def mark_stale_trials_failed(study: optuna.Study) -> int:
+    """Trials left RUNNING by a killed process can never finish; mark them failed.
+
+    Only call this while holding the workspace's training lock, when no other process can be
+    running trials of this study.
+    """
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], None] | None = None,
+               n_trials: int | None = None, timeout: float | None = None) -> SearchResult:
+    """Optimize until the study holds ``n_trials`` finished trials or ``timeout`` passes.
+
+    Raises:
+        TrainingError: If no trial completed; the message carries the first error.
+    """
+    spec = problem.spec.training.search
+    total = n_trials or spec.trials
+    timeout = timeout if timeout is not None else spec.timeout_seconds
+    study = make_study(problem, seed=spec.seed)
+    mark_stale_trials_failed(study)
+    started = time.monotonic()
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = max(0, total - done)
+    workers: list[multiprocessing.process.BaseProcess] = []
+    if remaining and spec.parallel > 1:
+        ctx = multiprocessing.get_context("spawn")
+        for index in range(1, spec.parallel):
+            proc = ctx.Process(target=_worker, args=(problem, spec.seed + index, total, timeout),
+                               daemon=True)
+            proc.start()
+            workers.append(proc)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial is None:
+            return
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        on_trial(TrialProgress(finished, total, _best_value(study), time.monotonic() - started,
+                               trial.state.name.lower()))
+
+    try:
+        if remaining:
+            study.optimize(make_objective(problem), timeout=timeout, catch=(Exception,),
+                           callbacks=[optuna.study.MaxTrialsCallback(total, states=None), report],
+                           gc_after_trial=False)
+        for proc in workers:
+            proc.join()
+    finally:
+        for proc in workers:  # only still alive when the search was interrupted
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=10)
+    return _result(study, problem)
+
+
+def _worker(problem: SearchProblem, seed: int, total: int, timeout: float | None) -> None:
+    study = make_study(problem, seed=seed)
+    study.optimize(make_objective(problem), timeout=timeout, catch=(Exception,),
+                   callbacks=[optuna.study.MaxTrialsCallback(total, states=None)],
+                   gc_after_trial=False)
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    try:
+        return float(study.best_value)
+    except ValueError:
+        return None
+
+
+def _result(study: optuna.Study, problem: SearchProblem) -> SearchResult:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        errors = [t.user_attrs.get("error") or t.system_attrs.get("fail_reason")
+                  for t in trials if t.state == TrialState.FAIL]
+        first = next((e for e in errors if e), "no trial finished within the budget")
+        raise TrainingError(
+            f"none of the {len(trials)} trial(s) completed; first error: {first}. Check the "
+            "learners and search space in flywheel.yaml, or raise the time budget."
+        )
+    best = study.best_trial
+    learner = str(best.user_attrs.get("learner"))
+    prefix = f"{learner}."
+    params = {k[len(prefix):]: v for k, v in best.params.items() if k.startswith(prefix)}
+    return SearchResult(
+        study_name=study.study_name, learner=learner, params=params,
+        best_value=float(best.value if best.value is not None else np.nan),
+        cv_metrics=dict(best.user_attrs.get("cv", {})),
+        n_estimators=best.user_attrs.get("n_estimators"), trials=trials,
+    )
+
+
+def default_n_jobs(parallel: int) -> int:
+    """Threads per model so that ``parallel`` trials share the machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, parallel))
