@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from flywheel.cli import data as data_commands
+from flywheel.cli import models as model_commands
+from flywheel.cli import train as train_commands
 from flywheel.core.errors import FlywheelError
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_commands.register(app)
+train_commands.register(app)
+model_commands.register(app)
 
 _err = Console(stderr=True)
 

@@ -6,7 +6,11 @@ FlywheelError
  │   └─ DataValidationError      data read fine but fails the validation gate   (exit 1)
  ├─ WorkspaceError               .flywheel/ cannot be used                       (exit 2)
  │   └─ WorkspaceBusyError       another command holds the workspace lock        (exit 2)
- └─ TrainingError                training could not produce a model              (exit 1)
+ ├─ TrainingError                training could not produce a model              (exit 1)
+ └─ RegistryError                the MLflow tracking store or registry failed    (exit 1)
+     ├─ ModelNotFoundError       no such model version or alias                  (exit 2)
+     ├─ ModelIntegrityError      a model's files changed since it was logged     (exit 1)
+     └─ ModelSerializationError  a model cannot be saved or loaded safely        (exit 1)
 
 Every message says what happened, what was expected, and what to try. ``exit_code`` is what
 the CLI exits with; HTTP status mapping lives in the serving layer.
@@ -89,3 +93,71 @@ class TrainingError(FlywheelError):
     """Training could not produce a model."""
 
     exit_code = 1
+
+
+class RegistryError(FlywheelError):
+    """The MLflow tracking store or model registry failed."""
+
+    exit_code = 1
+
+
+class ModelNotFoundError(RegistryError, LookupError):
+    """A model version or alias does not exist in the registry."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, ref: str | None = None, *, versions: list[str] | None = None,
+                 aliases: dict[str, str] | None = None) -> None:
+        self.name, self.ref = name, ref
+        self.versions = list(versions or [])
+        self.aliases = dict(aliases or {})
+        if ref is None:
+            which = "any version"
+        elif ref.isdigit():
+            which = f"version {ref}"
+        else:
+            which = f"alias {ref!r}"
+        if self.versions:
+            shown = ", ".join(self.versions[:10]) + (", ..." if len(self.versions) > 10 else "")
+            exists = f"it has version(s) {shown}"
+            if self.aliases:
+                exists += " and alias(es) " + ", ".join(
+                    f"{a} = {v}" for a, v in sorted(self.aliases.items()))
+            hint = f"{exists}. `flywheel models` lists versions."
+        else:
+            hint = "it has no versions yet; `flywheel train` registers the first one."
+        super().__init__(f"Model {name!r} has no {which} in the registry; {hint}")
+
+
+class ModelIntegrityError(RegistryError):
+    """A registered model's files no longer match what was logged, or cannot be verified."""
+
+    def __init__(self, name: str, version: str, problem: str) -> None:
+        self.name, self.version, self.problem = name, version, problem
+        super().__init__(
+            f"Model {name!r} version {version} failed its integrity check: {problem}. "
+            "flywheel refuses to load it, since a changed model file can run code or predict "
+            "wrongly. Restore the artifacts from a backup, or train and register a new version "
+            "with `flywheel train`."
+        )
+
+
+class ModelSerializationError(RegistryError):
+    """A model cannot be saved with skops, or is saved with pickle and pickle is not allowed."""
+
+    def __init__(self, model: str, reason: str, *, loading: bool = False) -> None:
+        self.model, self.reason, self.loading = model, reason, loading
+        if loading:
+            text = (
+                f"{model} was saved with pickle, which runs code on load, and flywheel does not "
+                f"load pickle unless told to ({reason}). If you trust where it came from, set "
+                "training.allow_pickle: true (or pass allow_pickle=True) and load it again."
+            )
+        else:
+            text = (
+                f"skops cannot serialize {model} ({reason}); flywheel saves models with skops so "
+                "that loading them cannot run code. Replace the unsupported part (for example a "
+                "lambda in a FunctionTransformer) with a function defined at module level, or set "
+                "training.allow_pickle: true to save it with pickle, which runs code on load."
+            )
+        super().__init__(text)

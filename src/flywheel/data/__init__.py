@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from flywheel.data._fingerprint import fingerprint_frame
-from flywheel.data._infer import infer_positive_class, infer_schema, infer_task, leakage_score
+from flywheel.data._infer import (
+    category_strings,
+    infer_positive_class,
+    infer_schema,
+    infer_task,
+    leakage_score,
+)
 from flywheel.data._load import load_table
 from flywheel.data._profile import ColumnProfile, ReferenceProfile, profile_frame
 from flywheel.data._schema import ColumnSchema, DataSchema, load_schema
@@ -16,6 +22,7 @@ __all__ = [
     "DataSchema",
     "ReferenceProfile",
     "ValidationReport",
+    "category_strings",
     "fingerprint_frame",
     "infer_positive_class",
     "infer_schema",

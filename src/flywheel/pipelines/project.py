@@ -8,7 +8,9 @@ This is the Python API the CLI is a thin layer over::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -27,6 +29,11 @@ from flywheel.data import (
     profile_frame,
     validate_frame,
 )
+
+if TYPE_CHECKING:
+    from flywheel.pipelines.train import TrainResult
+    from flywheel.registry import MlflowRegistry
+    from flywheel.training import TrialProgress
 
 
 class Project:
@@ -123,6 +130,29 @@ class Project:
         if not report.ok:
             raise DataValidationError(report, path=source)
         return report
+
+    def train(self, data: str | Path | None = None, *, trials: int | None = None,
+              timeout: float | None = None, seed: int | None = None,
+              on_trial: Callable[[TrialProgress], None] | None = None,
+              on_stage: Callable[[str], None] | None = None) -> TrainResult:
+        """Validate, search, evaluate, track and register a model; see ``pipelines.train``.
+
+        ``trials``, ``timeout`` and ``seed`` override the spec's search settings for this run.
+        """
+        # Imported here, not at the top: MLflow, Optuna and LightGBM take seconds to import,
+        # and `flywheel validate` must not pay for them.
+        from flywheel.pipelines.train import train_project, with_overrides
+
+        spec = with_overrides(self.spec, trials=trials, timeout=timeout, seed=seed)
+        project = Project(spec)
+        project._schema = self._schema
+        return train_project(project, data=data, on_trial=on_trial, on_stage=on_stage)
+
+    def registry(self) -> MlflowRegistry:
+        """The project's MLflow tracking server and model registry."""
+        from flywheel.registry import MlflowRegistry  # slow import; see train()
+
+        return MlflowRegistry.for_project(self.spec, self.workspace)
 
     def profile(self, path: str | Path | None = None) -> ReferenceProfile:
         """The reference profile of ``path`` (or the training data)."""

@@ -12,6 +12,7 @@ encoding honest.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import multiprocessing
 import os
 import time
@@ -32,6 +33,13 @@ from flywheel.training._candidates import EARLY_STOPPING_ROUNDS, Learner, resolv
 from flywheel.training._cv import Fold
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+try:
+    from lightgbm import LGBMModel
+
+    _LGBM_EVAL_XY = "eval_X" in inspect.signature(LGBMModel.fit).parameters
+except ImportError:  # pragma: no cover - lightgbm is a dependency
+    _LGBM_EVAL_XY = False
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -184,8 +192,11 @@ def _fit(estimator: Any, learner: Learner, x_train: np.ndarray, y_train: np.ndar
     if learner.early_stopping:
         import lightgbm as lgb
 
-        estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)],
-                      callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+        stop = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)]
+        if _LGBM_EVAL_XY:  # LightGBM >= 4.7 deprecates eval_set
+            estimator.fit(x_train, y_train, eval_X=(x_valid,), eval_y=(y_valid,), callbacks=stop)
+        else:
+            estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], callbacks=stop)
         return int(estimator.best_iteration_ or estimator.n_estimators)
     estimator.fit(x_train, y_train)
     return None

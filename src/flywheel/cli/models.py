@@ -1,0 +1,65 @@
+"""`flywheel models`: the registered versions with aliases, metrics and data fingerprints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flywheel.core.spec import SPEC_FILE
+from flywheel.pipelines import Project
+
+_out = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)
+
+
+def models(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Path to flywheel.yaml.")] = Path(
+        SPEC_FILE),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versions as JSON.")] = False,
+) -> None:
+    """List registered model versions, newest first."""
+    project = Project.load(config)
+    versions = project.registry().versions()
+    metric = project.spec.training.metric
+    rows = []
+    for v in versions:
+        tags = v.tags
+        metric = tags.get("flywheel.metric", metric or "")
+        rows.append({
+            "version": v.version, "aliases": list(v.aliases),
+            "created": v.created.isoformat(timespec="seconds"),
+            "learner": tags.get("flywheel.learner", ""), "metric": metric,
+            "cv": tags.get(f"flywheel.cv_{metric}", ""),
+            "holdout": tags.get(f"flywheel.holdout_{metric}", ""),
+            "data": tags.get("flywheel.data_fingerprint", ""),
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _out.print("No model versions yet; `flywheel train` registers the first one.")
+        return
+    table = Table(title=f"Model {project.registry().model_name}")
+    for heading in ("version", "aliases", "created (UTC)", "learner", "metric", "cv", "holdout",
+                    "data"):
+        table.add_column(heading, no_wrap=heading != "learner")
+    for row in rows:
+        table.add_row(row["version"], ", ".join(row["aliases"]),
+                      row["created"][:16].replace("T", " "), row["learner"], row["metric"],
+                      _short(row["cv"]), _short(row["holdout"]), row["data"][7:15])
+    _out.print(table)
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except ValueError:
+        return value
