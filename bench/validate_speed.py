@@ -69,7 +69,7 @@ def main() -> None:
     for name, seconds, budget, code in rows:
         table.add_row(name, f"{seconds:.2f}", f"{budget:.0f} s" if budget else "-",
                       f"{seconds / budget:.0%}" if budget else "-", code)
-    Console().print(table)
+    Console(width=140).print(table)
     for f in report.failures:
         print(f"  finding: {f.severity} {f.where} {f.check}: {f.detail}")
 

@@ -31,4 +31,11 @@ fi
 
 echo; echo "== flywheel profile: the reference profile later stages compare production data against"
 "$flywheel" profile -o profile.json
+echo; echo "== flywheel train: Optuna search with cross-validation, holdout evaluation, MLflow registry"
+"$flywheel" train --timeout 30 --trials 25
+
+echo; echo "== flywheel models: registered versions"
+"$flywheel" models
+
 echo; echo "Quickstart done; the project is in $work"
+echo "Browse runs and versions: $repo/.venv/bin/mlflow ui --backend-store-uri sqlite:///$work/.flywheel/mlflow.db"

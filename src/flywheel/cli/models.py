@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -47,13 +48,14 @@ def models(
     if not rows:
         _out.print("No model versions yet; `flywheel train` registers the first one.")
         return
-    table = Table(title=f"Model {project.registry().model_name}")
-    for heading in ("version", "aliases", "created (UTC)", "learner", "metric", "cv", "holdout",
-                    "data"):
-        table.add_column(heading, no_wrap=heading != "learner")
+    metrics = sorted({row["metric"] for row in rows})
+    table = Table(title=f"Model {project.registry().model_name} ({', '.join(metrics)})",
+                  box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
+    for heading in ("version", "aliases", "created (UTC)", "learner", "cv", "holdout", "data"):
+        table.add_column(heading, no_wrap=True)
     for row in rows:
         table.add_row(row["version"], ", ".join(row["aliases"]),
-                      row["created"][:16].replace("T", " "), row["learner"], row["metric"],
+                      row["created"][:16].replace("T", " "), row["learner"],
                       _short(row["cv"]), _short(row["holdout"]), row["data"][7:15])
     _out.print(table)
 

@@ -15,7 +15,7 @@ def render_spec(spec: ProjectSpec, *, inferred: dict[str, str]) -> str:
         inferred: Comments keyed by field (``task``, ``positive_class``, ``excluded``).
     """
     q = json.dumps  # JSON strings are valid YAML scalars, quoted when needed
-    v, s = spec.validation, spec.training
+    v, s, f = spec.validation, spec.training, spec.features
     sev = v.severity
     data_extra = f"  time_column: {q(spec.data.time_column)}\n" if spec.data.time_column else ""
     positive = (f"  positive_class: {q(spec.target.positive_class)}"
@@ -55,14 +55,37 @@ validation:
     empty: {sev.empty}
     target: {sev.target}
 
+features:
+  one_hot_max_categories: {f.one_hot_max_categories}    # more categories than this: high_cardinality encoding
+  high_cardinality: {f.high_cardinality}          # target | ordinal
+  impute: {f.impute}                  # numeric gaps: median | mean | zero | none
+  columns: {{}}                     # per-column overrides, e.g. state: {{encoding: one_hot}}
+                                  #   encoding: auto | one_hot | target | ordinal | drop
+                                  #   impute: median | mean | zero | none; scale: true | false
+
 training:
   metric: {q(s.metric) if s.metric else 'null'}           # null picks roc_auc / log_loss / rmse by task
   cv_folds: {s.cv_folds}
   holdout_fraction: {s.holdout_fraction}     # set aside before the search, used once
+  learners: {json.dumps(s.learners)}   # any of lightgbm, linear, random_forest,
+                                  # hist_gradient_boosting, and names from custom_learners
+  custom_learners: []             # e.g. - name: extra_trees
+                                  #        estimator: sklearn.ensemble.ExtraTreesClassifier
+                                  #        params: {{n_jobs: 2}}
+                                  #        search_space:
+                                  #          max_depth: {{type: int, low: 2, high: 20}}
   search:
     trials: {s.search.trials}
     timeout_seconds: {s.search.timeout_seconds if s.search.timeout_seconds else 'null'}   # wall-clock budget of the search
     sampler: {s.search.sampler}               # tpe | random | grid
-    parallel: {s.search.parallel}                # trials at once
+    parallel: {s.search.parallel}                # trials at once, in separate processes
     seed: {s.search.seed}
+    pruning: {str(s.search.pruning).lower()}              # stop unpromising trials on their per-fold scores
+  allow_pickle: {str(s.allow_pickle).lower()}           # true lets a model skops cannot hold be pickled (unsafe to load)
+
+tracking:                         # MLflow; the defaults live in .flywheel/
+  tracking_uri: null              # e.g. postgresql://user@host/mlflow at scale
+  artifact_location: null         # e.g. s3://bucket/flywheel at scale
+  experiment: null                # defaults to the project name
+  model_name: null                # registered model name; defaults to the project name
 """

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from optuna.trial import FrozenTrial
 from sklearn.pipeline import Pipeline
 
 from flywheel._version import __version__
@@ -141,8 +142,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
                                  ) as run_id:
             registry.log_dataset(run_id, frame, name=Path(source).name, fingerprint=fingerprint)
             stage("Searching")
-            result = run_search(problem, on_trial=on_trial)
-            _log_trials(registry, run_id, result)
+            result = run_search(problem, on_trial=on_trial,
+                                record=lambda trial: _log_trial(registry, run_id, trial))
             stage(f"Refitting {result.learner} on {len(x_search):,} rows")
             learner = learners[result.learner]
             model = _refit(x_search, y_search, schema, spec, learner, result)
@@ -201,23 +202,20 @@ def _predict(model: Pipeline, x: pd.DataFrame, task: str) -> np.ndarray:
     return np.asarray(model.predict_proba(x), dtype=float)
 
 
-def _log_trials(registry: MlflowRegistry, run_id: str, result: SearchResult) -> None:
-    for trial in result.trials:
-        if trial.state.name == "RUNNING":
-            continue
-        cv = trial.user_attrs.get("cv", {})
-        duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
-            if trial.datetime_complete and trial.datetime_start else 0.0
-        metrics = {f"cv_{k}": float(v) for k, v in cv.items() if v == v}
-        intermediate = trial.intermediate_values
-        if intermediate and not metrics:
-            metrics["cv_partial"] = float(intermediate[max(intermediate)])
-        registry.log_trial(
-            run_id, trial.number, params={"learner": trial.user_attrs.get("learner"),
-                                          **trial.params},
-            metrics=metrics, state=trial.state.name.lower(), duration_s=duration,
-            error=trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason"),
-        )
+def _log_trial(registry: MlflowRegistry, run_id: str, trial: FrozenTrial) -> None:
+    """One finished trial as a child run: parameters, CV mean and std, duration, state."""
+    cv = trial.user_attrs.get("cv", {})
+    duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+        if trial.datetime_complete and trial.datetime_start else 0.0
+    metrics = {f"cv_{k}": float(v) for k, v in cv.items() if v == v}
+    intermediate = trial.intermediate_values
+    if intermediate and not metrics:  # pruned: the running mean when it was stopped
+        metrics["cv_partial"] = float(intermediate[max(intermediate)])
+    registry.log_trial(
+        run_id, trial.number, params={"learner": trial.user_attrs.get("learner"), **trial.params},
+        metrics=metrics, state=trial.state.name.lower(), duration_s=duration,
+        error=trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason"),
+    )
 
 
 def _time_order(frame: pd.DataFrame, spec: ProjectSpec) -> np.ndarray | None:

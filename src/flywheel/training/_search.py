@@ -32,8 +32,6 @@ from flywheel.features import build_feature_pipeline
 from flywheel.training._candidates import EARLY_STOPPING_ROUNDS, Learner, resolve_learners
 from flywheel.training._cv import Fold
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 try:
     from lightgbm import LGBMModel
 
@@ -226,12 +224,20 @@ def mark_stale_trials_failed(study: optuna.Study) -> int:
 
 
 def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], None] | None = None,
+               record: Callable[[optuna.trial.FrozenTrial], None] | None = None,
                n_trials: int | None = None, timeout: float | None = None) -> SearchResult:
     """Optimize until the study holds ``n_trials`` finished trials or ``timeout`` passes.
+
+    ``record`` is called once for every finished trial of the study (including those of earlier
+    runs and of parallel workers), as soon as this process sees it; the time it takes counts
+    against the budget.
 
     Raises:
         TrainingError: If no trial completed; the message carries the first error.
     """
+    # Failed trials are recorded with their errors (user attribute, MLflow child run); Optuna's
+    # own warning would print a traceback per failure, and one on Ctrl-C.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = problem.spec.training.search
     total = n_trials or spec.trials
     timeout = timeout if timeout is not None else spec.timeout_seconds
@@ -249,12 +255,21 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
             proc.start()
             workers.append(proc)
 
+    recorded: set[int] = set()
+
+    def record_new(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        for t in finished:
+            if record is not None and t.number not in recorded:
+                record(t)
+            recorded.add(t.number)
+        return finished
+
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if on_trial is None:
-            return
-        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-        on_trial(TrialProgress(finished, total, _best_value(study), time.monotonic() - started,
-                               trial.state.name.lower()))
+        finished = record_new(study)
+        if on_trial is not None:
+            on_trial(TrialProgress(len(finished), total, _best_value(study),
+                                   time.monotonic() - started, trial.state.name.lower()))
 
     try:
         if remaining:
@@ -263,6 +278,7 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
                            gc_after_trial=False)
         for proc in workers:
             proc.join()
+        record_new(study)
     finally:
         for proc in workers:  # only still alive when the search was interrupted
             if proc.is_alive():
@@ -272,6 +288,7 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
 
 
 def _worker(problem: SearchProblem, seed: int, total: int, timeout: float | None) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = make_study(problem, seed=seed)
     study.optimize(make_objective(problem), timeout=timeout, catch=(Exception,),
                    callbacks=[optuna.study.MaxTrialsCallback(total, states=None)],

@@ -86,3 +86,15 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     spec = load_spec(tmp_path / "flywheel.yaml")
     assert spec.data_path == tmp_path.resolve() / "d.csv"
     assert isinstance(spec, ProjectSpec)
+
+
+def test_the_commented_spec_written_by_init_parses_back_to_the_same_spec() -> None:
+    import yaml
+
+    from flywheel.core._template import render_spec
+
+    spec = parse_spec({**MINIMAL, "target": {"column": "y", "task": "binary",
+                                             "positive_class": "yes"}})
+    text = render_spec(spec, inferred={"task": "inferred", "excluded": "id (id: unique)"})
+    assert parse_spec(yaml.safe_load(text)) == spec
+    assert "# inferred" in text and "learners:" in text and "tracking:" in text

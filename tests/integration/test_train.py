@@ -1,0 +1,176 @@
+"""`flywheel train` end to end on real data, with a real MLflow store and Optuna storage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from flywheel import Project
+from flywheel.cli.main import main
+from flywheel.core.errors import DataValidationError, TrainingError
+from tests.conftest import CHURN, DIAMONDS
+
+FAST = {"cv_folds": 3, "search": {"trials": 4, "seed": 0}}
+
+
+def make_project(root: Path, *, data: Path = CHURN, target: str = "churn",
+                 training: dict[str, object] | None = None, frame: pd.DataFrame | None = None
+                 ) -> Project:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / (data.stem + ".parquet")
+    if frame is not None:
+        frame.to_parquet(path)
+    else:
+        shutil.copy(data, path)
+    Project.init(path, target, directory=root)
+    spec_path = root / "flywheel.yaml"
+    raw = yaml.safe_load(spec_path.read_text())
+    raw["training"] = {**raw["training"], **FAST, **(training or {})}
+    spec_path.write_text(yaml.safe_dump(raw))
+    return Project.load(spec_path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, object, object]:
+    project = make_project(tmp_path_factory.mktemp("churn"))
+    first = project.train()
+    second = project.train(trials=6)
+    return project, first, second
+
+
+def test_first_version_is_champion_and_the_next_a_challenger(trained: tuple) -> None:
+    project, first, second = trained
+    assert first.version.version == "1" and "champion" in first.version.aliases
+    assert second.version.version == "2" and "challenger" in second.version.aliases
+    aliases = {v.version: v.aliases for v in project.registry().versions()}
+    assert aliases == {"2": ("challenger",), "1": ("champion",)}
+
+
+def test_holdout_metrics_are_sensible_and_recorded_with_the_version(trained: tuple) -> None:
+    project, first, _ = trained
+    assert 0.85 < first.holdout_metrics["roc_auc"] <= 1.0
+    assert first.rows == {"search": 4000, "holdout": 1000}
+    tags = project.registry().versions()[-1].tags
+    assert float(tags["flywheel.holdout_roc_auc"]) == pytest.approx(
+        first.holdout_metrics["roc_auc"], rel=1e-5)
+    assert tags["flywheel.data_fingerprint"] == first.data_fingerprint
+    assert tags["flywheel.spec_hash"] and tags["flywheel.version"]
+    assert json.loads(tags["flywheel.classes"]) == ["no", "yes"]
+
+
+def test_parent_run_holds_trials_dataset_and_artifacts(trained: tuple) -> None:
+    project, first, _ = trained
+    client = mlflow.MlflowClient(project.registry().tracking_uri)
+    parent = client.get_run(first.run_id)
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{first.run_id}'")
+    assert len(children) == 4
+    assert all("duration_s" in c.data.metrics for c in children)
+    assert any("cv_roc_auc" in c.data.metrics for c in children)
+    digests = [d.dataset.digest for d in parent.inputs.dataset_inputs]
+    assert first.data_fingerprint.removeprefix("sha256:")[:20] in "".join(digests) or \
+        any(first.data_fingerprint.startswith(d) for d in digests)
+    names = {a.path for a in client.list_artifacts(first.run_id)}
+    assert {"schema.yaml", "profile.json", "model_meta.json"} <= names
+    assert parent.data.metrics["holdout_roc_auc"] == pytest.approx(first.holdout_metrics["roc_auc"])
+
+
+def test_registered_model_is_skops_and_predicts_like_the_trained_one(trained: tuple) -> None:
+    project, first, _ = trained
+    registry = project.registry()
+    version = registry.versions()[-1]
+    assert version.tags["flywheel.serialization"] == "skops"
+    model = registry.load_model("champion")
+    frame = pd.read_parquet(CHURN).head(50)
+    proba = model.predict_proba(frame[project.schema.feature_columns])
+    assert proba.shape == (50, 2) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_the_second_run_resumed_the_same_study(trained: tuple) -> None:
+    _, first, second = trained
+    assert second.study_name == first.study_name
+    assert sum(second.trials.values()) == 6  # 4 from the first run + 2 new
+
+
+def test_same_seed_and_data_give_the_same_parameters_and_metric(tmp_path: Path,
+                                                                trained: tuple) -> None:
+    _, first, _ = trained
+    again = make_project(tmp_path / "again").train()
+    assert again.params == first.params and again.learner == first.learner
+    assert again.holdout_metrics["roc_auc"] == pytest.approx(first.holdout_metrics["roc_auc"])
+
+
+def test_data_failing_the_gate_is_refused_and_nothing_is_registered(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    bad = pd.read_parquet(CHURN)
+    bad.loc[bad.index[:1000], "state"] = "XX"
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataValidationError, match="flywheel validate"):
+        project.train(tmp_path / "bad.parquet")
+    assert project.registry().versions() == []
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
+    project = make_project(tmp_path, training={
+        "learners": ["flaky", "linear"], "search": {"trials": 8, "seed": 1, "sampler": "random"},
+        "custom_learners": [{"name": "flaky", "estimator": "tests.estimators.FlakyClassifier",
+                             "search_space": {"fail": {"type": "categorical",
+                                                       "choices": [True]}}}],
+    })
+    result = project.train()
+    assert result.trials["fail"] >= 1 and result.trials["complete"] >= 1
+    assert result.learner == "linear"
+    client = mlflow.MlflowClient(project.registry().tracking_uri)
+    failed = client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                                "attributes.status = 'FAILED'")
+    assert failed and "flaky learner failed on purpose" in failed[0].data.tags["flywheel.error"]
+
+
+def test_every_trial_failing_is_a_clear_error_and_registers_nothing(tmp_path: Path) -> None:
+    project = make_project(tmp_path, training={
+        "learners": ["flaky"],
+        "custom_learners": [{"name": "flaky", "estimator": "tests.estimators.FlakyClassifier",
+                             "params": {"fail": True}}],
+    })
+    with pytest.raises(TrainingError, match="none of the 4 trial.*flaky learner failed"):
+        project.train()
+    assert project.registry().versions() == []
+
+
+def test_regression_on_diamonds_optimizes_rmse(tmp_path: Path) -> None:
+    frame = pd.read_parquet(DIAMONDS).sample(3000, random_state=0)
+    project = make_project(tmp_path, data=DIAMONDS, target="price", frame=frame)
+    result = project.train()
+    assert result.metric == "rmse" and project.spec.target.task == "regression"
+    assert result.holdout_metrics["r2"] > 0.9
+    assert result.holdout_metrics["rmse"] < frame["price"].std()
+
+
+def test_train_cli_shows_the_summary_and_models_lists_the_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_project(tmp_path, training={"learners": ["linear"]})
+    assert main(["train", "--config", str(tmp_path), "--trials", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Model version 1 (champion)" in out and "holdout" in out
+    assert main(["models", "--config", str(tmp_path), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["aliases"] == ["champion"] and row["learner"] == "linear"
+    assert row["data"].startswith("sha256:")
+
+
+def test_train_cli_rejects_a_bad_budget_and_an_unknown_learner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_project(tmp_path, training={"learners": ["xgboost"]})
+    assert main(["train", "--config", str(tmp_path), "--trials", "0"]) == 2
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    assert "unknown learner 'xgboost'" in capsys.readouterr().err

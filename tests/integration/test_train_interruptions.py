@@ -1,0 +1,94 @@
+"""Killing, interrupting and parallelizing `flywheel train` (real processes; slow)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from flywheel import Project
+from tests.integration.test_train import make_project
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_training(root: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "flywheel.cli.main", "train", "--config",
+                             str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def study_trials(root: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = f"sqlite:///{root / '.flywheel' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+
+
+def wait_for_trials(root: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done = [t for t in study_trials(root) if t.state == TrialState.COMPLETE]
+            if len(done) >= count:
+                return
+        except (ValueError, Exception):  # the study does not exist yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"fewer than {count} trials finished in {timeout} s")
+
+
+def test_killed_search_resumes_where_it_stopped(tmp_path: Path) -> None:
+    project = make_project(tmp_path, training={"search": {"trials": 40, "seed": 0,
+                                                          "pruning": False}})
+    proc = start_training(tmp_path)
+    wait_for_trials(tmp_path, 3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = study_trials(tmp_path)
+    kept = {t.number: t.params for t in before if t.state == TrialState.COMPLETE}
+    assert 3 <= len(kept) < 40
+    assert project.registry().versions() == []  # nothing half-registered
+
+    result = Project.load(tmp_path).train(trials=len(before) + 3)
+    after = study_trials(tmp_path)
+    assert {t.number: t.params for t in after if t.number in kept} == kept
+    assert all(t.state != TrialState.RUNNING for t in after)  # the killed trial is marked failed
+    assert len(after) == len(before) + 3
+    assert result.version.version == "1"
+
+
+def test_ctrl_c_keeps_the_study_and_registers_nothing(tmp_path: Path) -> None:
+    project = make_project(tmp_path, training={"search": {"trials": 40, "seed": 0}})
+    proc = start_training(tmp_path)
+    wait_for_trials(tmp_path, 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert len([t for t in study_trials(tmp_path) if t.state == TrialState.COMPLETE]) >= 2
+    registry = project.registry()
+    assert registry.versions() == []
+    import mlflow
+
+    client = mlflow.MlflowClient(registry.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(registry.experiment).experiment_id],
+                              f"tags.mlflow.runName = 'train-{project.spec.name}'")
+    assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_parallel_trials_share_one_study(tmp_path: Path) -> None:
+    project = make_project(tmp_path, training={"search": {"trials": 6, "seed": 0,
+                                                          "parallel": 2}})
+    result = project.train()
+    trials = study_trials(tmp_path)
+    assert 6 <= len(trials) <= 7  # each process may start one last trial as the budget runs out
+    assert result.version.version == "1"
