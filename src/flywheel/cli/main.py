@@ -14,6 +14,8 @@ from rich.markup import escape
 
 from flywheel.cli import data as data_commands
 from flywheel.cli import models as model_commands
+from flywheel.cli import promote as promote_commands
+from flywheel.cli import serve as serve_commands
 from flywheel.cli import train as train_commands
 from flywheel.core.errors import FlywheelError
 
@@ -27,6 +29,8 @@ app = typer.Typer(
 data_commands.register(app)
 train_commands.register(app)
 model_commands.register(app)
+promote_commands.register(app)
+serve_commands.register(app)
 
 _err = Console(stderr=True)
 

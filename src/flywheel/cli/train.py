@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flywheel.cli.promote import print_gates
 from flywheel.core.spec import SPEC_FILE
 from flywheel.pipelines import Project
 
@@ -65,6 +66,12 @@ def train(
                                on_trial=on_trial, on_stage=on_stage)
         progress.update(task, completed=1.0, description="Done")
     _print_result(result)
+    if result.gates is not None:
+        print_gates(result.gates, title=f"Gates of version {result.version.version}",
+                    console=_out)
+    if result.promoted:
+        _out.print(f"[green]✓[/green] version {result.version.version} passed every gate and "
+                   "was promoted to champion (promotion.auto)")
 
 
 def _print_result(r: TrainResult) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flywheel.core.spec import ProjectSpec
+from flywheel.core.spec import GatesSpec, ProjectSpec
 
 
 def render_spec(spec: ProjectSpec, *, inferred: dict[str, str]) -> str:
@@ -17,6 +17,7 @@ def render_spec(spec: ProjectSpec, *, inferred: dict[str, str]) -> str:
     q = json.dumps  # JSON strings are valid YAML scalars, quoted when needed
     v, s, f = spec.validation, spec.training, spec.features
     sev = v.severity
+    g, c = spec.gates, spec.gates.champion
     data_extra = f"  time_column: {q(spec.data.time_column)}\n" if spec.data.time_column else ""
     positive = (f"  positive_class: {q(spec.target.positive_class)}"
                 f"   # {inferred.get('positive_class', '')}\n"
@@ -67,6 +68,7 @@ training:
   metric: {q(s.metric) if s.metric else 'null'}           # null picks roc_auc / log_loss / rmse by task
   cv_folds: {s.cv_folds}
   holdout_fraction: {s.holdout_fraction}     # set aside before the search, used once
+  holdout_seed: {s.holdout_seed}             # the holdout split's own seed (search.seed leaves it alone)
   learners: {json.dumps(s.learners)}   # any of lightgbm, linear, random_forest,
                                   # hist_gradient_boosting, and names from custom_learners
   custom_learners: []             # e.g. - name: extra_trees
@@ -83,9 +85,41 @@ training:
     pruning: {str(s.search.pruning).lower()}              # stop unpromising trials on their per-fold scores
   allow_pickle: {str(s.allow_pickle).lower()}           # true lets a model skops cannot hold be pickled (unsafe to load)
 
+gates:                            # checked on the holdout after training; a failure blocks promotion
+  thresholds: {_thresholds(g)}                # e.g. {{roc_auc: ">= 0.80", cv_roc_auc_std: "<= 0.02"}}
+  champion:                       # the new version against the champion, on the same holdout rows
+    mode: {c.mode}             # not_worse | better | off
+    metric: {q(c.metric) if c.metric else 'null'}                  # null: training.metric
+    margin: {c.margin}                 # not_worse: may be this much worse; better: must be this much better
+    confidence: {c.confidence}              # two-sided confidence interval of the difference
+    method: {c.method}                  # auto (DeLong for binary roc_auc) | bootstrap | delong
+    bootstrap: {c.bootstrap}               # resamples of the paired bootstrap
+    min_rows: {c.min_rows}                # fewest holdout rows the champion never trained on
+  cv_std_max: {_number(g.cv_std_max)}                # largest std of the metric across folds; null: no limit
+  latency_p99_ms: {_number(g.latency_p99_ms)}            # single-row prediction latency budget; null: off
+  robustness: {str(g.robustness).lower()}                # missing values, unseen categories, extremes, column order
+  fairness:
+    sensitive_columns: {json.dumps(g.fairness.sensitive_columns)}         # e.g. [gender]; empty: off
+    max_gap: {g.fairness.max_gap}                # largest demographic parity / equalized odds difference
+    min_group_rows: {g.fairness.min_group_rows}           # smaller groups are shown but not counted
+
+promotion:
+  auto: {str(spec.promotion.auto).lower()}                     # true: a version passing every gate becomes champion at once
+
 tracking:                         # MLflow; the defaults live in .flywheel/
   tracking_uri: null              # e.g. postgresql://user@host/mlflow at scale
   artifact_location: null         # e.g. s3://bucket/flywheel at scale
   experiment: null                # defaults to the project name
   model_name: null                # registered model name; defaults to the project name
 """
+
+
+def _thresholds(gates: GatesSpec) -> str:
+    if not gates.thresholds:
+        return "{}"
+    rules = ", ".join(f"{t.metric}: {json.dumps(f'{t.op} {t.value!r}')}" for t in gates.thresholds)
+    return "{" + rules + "}"
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None else repr(value)

@@ -32,6 +32,18 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"is not valid YAML: {problem}{where}", path=path) from exc
 
 
+def read_yaml_text(text: str) -> Any:
+    """Parse YAML text (already read from somewhere else than a file path).
+
+    Raises:
+        ConfigError: If it is not YAML.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"is not valid YAML: {exc}") from exc
+
+
 def dump_yaml(data: Any) -> str:
     """Block-style YAML that keeps key order and non-ASCII text."""
     return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100))

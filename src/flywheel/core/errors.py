@@ -7,7 +7,10 @@ FlywheelError
  ├─ WorkspaceError               .flywheel/ cannot be used                       (exit 2)
  │   └─ WorkspaceBusyError       another command holds the workspace lock        (exit 2)
  ├─ TrainingError                training could not produce a model              (exit 1)
+ ├─ CompileError                 a model has a step the serving fast path lacks  (exit 1)
+ ├─ GateError                    a version failed its gates; promotion refuses it (exit 1)
  └─ RegistryError                the MLflow tracking store or registry failed    (exit 1)
+     ├─ PromotionError           an alias change that cannot be made as asked    (exit 2)
      ├─ ModelNotFoundError       no such model version or alias                  (exit 2)
      ├─ ModelIntegrityError      a model's files changed since it was logged     (exit 1)
      └─ ModelSerializationError  a model cannot be saved or loaded safely        (exit 1)
@@ -95,10 +98,50 @@ class TrainingError(FlywheelError):
     exit_code = 1
 
 
+class CompileError(FlywheelError):
+    """A fitted model has a step the serving fast path cannot reproduce exactly.
+
+    Callers catch it and serve through the scikit-learn pipeline instead.
+    """
+
+    exit_code = 1
+
+    def __init__(self, step: str, estimator: str, reason: str) -> None:
+        self.step, self.estimator, self.reason = step, estimator, reason
+        super().__init__(
+            f"Cannot compile step {step!r} ({estimator}) for the fast serving path: {reason}. "
+            "Predictions still work through the scikit-learn pipeline, only slower; to get the "
+            "fast path, build features with flywheel's feature pipeline and use a LightGBM, "
+            "linear or other scikit-learn estimator."
+        )
+
+
 class RegistryError(FlywheelError):
     """The MLflow tracking store or model registry failed."""
 
     exit_code = 1
+
+
+class GateError(FlywheelError):
+    """A version failed (or never ran) its validation gates, so it may not become champion."""
+
+    exit_code = 1
+
+    def __init__(self, name: str, version: str, failed: list[str]) -> None:
+        self.name, self.version, self.failed = name, version, list(failed)
+        shown = "; ".join(self.failed[:5]) + ("; ..." if len(self.failed) > 5 else "")
+        super().__init__(
+            f"Model {name!r} version {version} did not pass its gates ({shown}), so it cannot "
+            f"become champion. `flywheel gates {version}` shows every result; to promote it "
+            f"anyway, run `flywheel promote {version} --force --reason \"...\"` (the reason "
+            "goes to the audit log)."
+        )
+
+
+class PromotionError(RegistryError):
+    """An alias change cannot be made as asked (nothing to roll back to, no reason given)."""
+
+    exit_code = 2
 
 
 class ModelNotFoundError(RegistryError, LookupError):

@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator, field_validator
 
@@ -23,6 +23,7 @@ Task = Literal["binary", "multiclass", "regression"]
 Severity = Literal["error", "warning", "off"]
 
 SPEC_FILE = "flywheel.yaml"
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -138,6 +139,9 @@ class TrainingSpec(_Section):
     """Metric to optimize; defaults to roc_auc (binary), log_loss (multiclass), rmse (regression)."""
     cv_folds: int = Field(5, ge=2, le=20)
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    holdout_seed: int = 0
+    """Seed of the random holdout split, apart from search.seed: retraining with another seed
+    keeps the same holdout, so the champion comparison runs on rows neither model trained on."""
     learners: list[str] = Field(default_factory=lambda: ["lightgbm"], min_length=1)
     """Built-in learners to search over: lightgbm, linear, random_forest,
     hist_gradient_boosting; plus the names of custom_learners."""
@@ -172,6 +176,90 @@ class FeaturesSpec(_Section):
     """Overrides by column name."""
 
 
+ThresholdOp = Literal[">=", ">", "<=", "<"]
+_THRESHOLD = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+
+
+class ThresholdSpec(_Section):
+    """An absolute bound on a metric, such as roc_auc >= 0.80."""
+
+    metric: str = Field(min_length=1)
+    """A holdout metric (roc_auc, rmse, ...; or holdout_roc_auc), a cross-validated one
+    (cv_roc_auc) or its spread across folds (cv_roc_auc_std)."""
+    op: ThresholdOp
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+class ChampionGateSpec(_Section):
+    """The challenger against the current champion, on the same holdout rows."""
+
+    mode: Literal["not_worse", "better", "off"] = "not_worse"
+    """not_worse: the interval of the gain lies above -margin; better: above +margin."""
+    metric: str | None = None
+    """Metric compared; defaults to training.metric."""
+    margin: float = Field(0.005, ge=0.0)
+    """In the metric's units: how much worse (not_worse) or how much better (better)."""
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    """Level of the two-sided confidence interval of the gain."""
+    method: Literal["auto", "bootstrap", "delong"] = "auto"
+    """auto: DeLong's test for ROC AUC of a binary task, a paired bootstrap otherwise."""
+    bootstrap: int = Field(1000, ge=100, le=100_000)
+    """Bootstrap resamples."""
+    min_rows: int = Field(100, ge=10)
+    """Fewest holdout rows the champion never trained on for the comparison to count."""
+
+
+class FairnessSpec(_Section):
+    """Per-group metrics and their largest gap, for each sensitive column."""
+
+    sensitive_columns: list[str] = Field(default_factory=list)
+    """Columns naming groups (need not be features); empty turns the gate off."""
+    max_gap: float = Field(0.1, ge=0.0)
+    """Largest allowed demographic parity and equalized odds difference (binary), accuracy
+    gap (multiclass), or per-group MAE gap relative to the overall MAE (regression)."""
+    min_group_rows: int = Field(30, ge=1)
+    """Groups with fewer holdout rows are reported but do not count toward the gap."""
+
+
+class GatesSpec(_Section):
+    """Checks run on the holdout after training; a version that fails one is not promoted."""
+
+    thresholds: list[ThresholdSpec] = Field(default_factory=list)
+    """Absolute bounds: a mapping {roc_auc: ">= 0.80"} or a list of {metric, op, value}."""
+    champion: ChampionGateSpec = ChampionGateSpec()
+    cv_std_max: float | None = Field(None, ge=0.0)
+    """Largest standard deviation of the training metric across CV folds; null: no limit."""
+    latency_p99_ms: float | None = Field(10.0, gt=0.0)
+    """Budget of single-row prediction latency in process, 99th percentile; null: off."""
+    robustness: bool = True
+    """Predictions stay finite and in range under missing values, unseen categories,
+    extreme numbers and shuffled column order."""
+    fairness: FairnessSpec = FairnessSpec()
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds_from_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = []
+        for metric, rule in value.items():
+            found = _THRESHOLD.match(str(rule))
+            if found is None:
+                raise ValueError(f"{metric}: must look like \">= 0.80\" "
+                                 f"(>=, >, <= or < and a number), got {rule!r}")
+            out.append({"metric": metric, "op": found.group(1), "value": float(found.group(2))})
+        return out
+
+
+class PromotionSpec(_Section):
+    auto: bool = False
+    """Promote a version to champion right after training when it passes every gate;
+    otherwise it waits as challenger."""
+
+
 class TrackingSpec(_Section):
     tracking_uri: str | None = None
     """MLflow tracking URI; default sqlite:///.flywheel/mlflow.db (e.g. postgresql://... at scale)."""
@@ -191,6 +279,8 @@ class ProjectSpec(_Section):
     features: FeaturesSpec = FeaturesSpec()
     training: TrainingSpec = TrainingSpec()
     tracking: TrackingSpec = TrackingSpec()
+    gates: GatesSpec = GatesSpec()
+    promotion: PromotionSpec = PromotionSpec()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -235,15 +325,25 @@ def load_spec(path: str | Path = SPEC_FILE) -> ProjectSpec:
 
 def parse_spec(raw: Any, *, path: Path | None = None) -> ProjectSpec:
     """Build a ProjectSpec from already-parsed YAML, with readable errors."""
+    return parse_config(ProjectSpec, raw, path=path, what="spec",
+                        expected="sections (name, data, target, ...)")
+
+
+def parse_config(model: type[_M], raw: Any, *, path: Path | None, what: str,
+                 expected: str) -> _M:
+    """Validate parsed YAML into ``model``; every problem becomes one readable line.
+
+    Raises:
+        ConfigError: If ``raw`` is not a mapping or breaks a rule of ``model``.
+    """
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
-        raise ConfigError(f"must be a mapping of sections (name, data, target, ...), got {got}.",
-                          path=path)
+        raise ConfigError(f"must be a mapping of {expected}, got {got}.", path=path)
     try:
-        return ProjectSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        problems = format_validation_errors(exc, ProjectSpec)
-        raise ConfigError(f"{len(problems)} problem(s) in the spec:", path=path,
+        problems = format_validation_errors(exc, model)
+        raise ConfigError(f"{len(problems)} problem(s) in the {what}:", path=path,
                           problems=problems) from exc
 
 

@@ -10,7 +10,7 @@ from flywheel.data._infer import (
     infer_task,
     leakage_score,
 )
-from flywheel.data._load import load_table
+from flywheel.data._load import detect_format, load_table
 from flywheel.data._profile import ColumnProfile, ReferenceProfile, profile_frame
 from flywheel.data._schema import ColumnSchema, DataSchema, load_schema
 from flywheel.data._validate import CheckFailure, ValidationReport, validate_frame
@@ -23,6 +23,7 @@ __all__ = [
     "ReferenceProfile",
     "ValidationReport",
     "category_strings",
+    "detect_format",
     "fingerprint_frame",
     "infer_positive_class",
     "infer_schema",

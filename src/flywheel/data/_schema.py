@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.core._yaml import dump_yaml, read_yaml
 from flywheel.core.errors import ConfigError
-from flywheel.core.spec import Task, format_validation_errors
+from flywheel.core.spec import Task, parse_config
 from flywheel.core.workspace import atomic_write_text
 
 ColumnKind = Literal["numeric", "integer", "categorical", "boolean", "datetime"]
@@ -98,12 +98,5 @@ def load_schema(path: str | Path) -> DataSchema:
     if not path.is_file():
         raise ConfigError("schema file not found; `flywheel init DATA --target COLUMN` infers one.",
                           path=path)
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError("must be a mapping with target, task and columns.", path=path)
-    try:
-        return DataSchema.model_validate(raw)
-    except ValidationError as exc:
-        problems = format_validation_errors(exc, DataSchema)
-        raise ConfigError(f"{len(problems)} problem(s) in the schema:", path=path,
-                          problems=problems) from exc
+    return parse_config(DataSchema, read_yaml(path), path=path, what="schema",
+                        expected="target, task and columns")

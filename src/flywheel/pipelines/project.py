@@ -31,8 +31,10 @@ from flywheel.data import (
 )
 
 if TYPE_CHECKING:
+    from flywheel.evaluation import GateReport
+    from flywheel.pipelines.promote import AliasChange
     from flywheel.pipelines.train import TrainResult
-    from flywheel.registry import MlflowRegistry
+    from flywheel.registry import AuditHistory, MlflowRegistry
     from flywheel.training import TrialProgress
 
 
@@ -157,6 +159,59 @@ class Project:
     def profile(self, path: str | Path | None = None) -> ReferenceProfile:
         """The reference profile of ``path`` (or the training data)."""
         return profile_frame(self.load_data(path), self.schema)
+
+    def promote(self, version: str, *, reason: str | None = None,
+                force: bool = False) -> AliasChange:
+        """Make ``version`` (a number or alias) champion; see ``pipelines.promote``.
+
+        Raises:
+            ModelNotFoundError: If the version does not exist.
+            GateError: If it did not pass its gates and ``force`` is false.
+            PromotionError: If ``force`` comes without a reason.
+        """
+        from flywheel.pipelines.promote import promote_version  # slow import; see train()
+
+        return promote_version(self, version, reason=reason, force=force)
+
+    def rollback(self, *, reason: str | None = None) -> AliasChange:
+        """Point ``champion`` back at the previous champion.
+
+        Raises:
+            PromotionError: If there is no previous champion to go back to.
+        """
+        from flywheel.pipelines.promote import rollback  # slow import; see train()
+
+        return rollback(self, reason=reason)
+
+    def history(self) -> AuditHistory:
+        """Every alias change from the audit log, oldest first, with any damaged lines."""
+        from flywheel.pipelines.promote import history  # slow import; see train()
+
+        return history(self)
+
+    def gates(self, version: str = "latest") -> GateReport:
+        """The gate results recorded for ``version`` (a number, an alias or ``latest``).
+
+        Raises:
+            ModelNotFoundError: If the version does not exist.
+            RegistryError: If it has no gate results (trained before gates existed).
+        """
+        from flywheel.pipelines.promote import read_gates  # slow import; see train()
+
+        return read_gates(self, version)
+
+    def model_card(self, version: str = "champion", directory: str | Path | None = None
+                   ) -> Path:
+        """Fetch ``version``'s model card into ``directory`` (default
+        ``.flywheel/cards/v<N>``); returns the path of its HTML page.
+
+        Raises:
+            ModelNotFoundError: If the version does not exist.
+            RegistryError: If it has no model card.
+        """
+        from flywheel.pipelines.promote import fetch_model_card  # slow import; see train()
+
+        return fetch_model_card(self, version, directory)
 
 
 def _init_comments(y: pd.Series, schema: DataSchema, task: Task | None,

@@ -1,4 +1,5 @@
-"""The training flow: gate -> split -> search -> refit -> holdout -> track -> register.
+"""The training flow: validation gate -> split -> search -> refit -> holdout -> model gates ->
+track -> register (audited) -> model card -> promotion if promotion.auto and every gate passed.
 
 Nothing is registered until the very end, so an interrupted or failed run leaves the registry
 as it was (the MLflow run is marked failed or killed; the Optuna study keeps its trials and the
@@ -22,11 +23,20 @@ from optuna.trial import FrozenTrial
 from sklearn.pipeline import Pipeline
 
 from flywheel._version import __version__
-from flywheel.core.errors import DataValidationError
+from flywheel.core.errors import ConfigError, DataValidationError
 from flywheel.core.spec import ProjectSpec
 from flywheel.data import DataSchema, fingerprint_frame, profile_frame, validate_frame
-from flywheel.evaluation import compute_metrics, get_metric
+from flywheel.evaluation import GateReport, check_gates_config, compute_metrics, get_metric
 from flywheel.features import FEATURE_TRUSTED_TYPES, build_feature_pipeline
+from flywheel.pipelines._compile import compiled_form_tags
+from flywheel.pipelines._gating import (
+    GATES_ARTIFACT,
+    TRAIN_ROWS_ARTIFACT,
+    gate_candidate,
+    log_model_card,
+    train_rows_record,
+)
+from flywheel.pipelines.promote import audit_log, promote_version, record_alias_changes
 from flywheel.registry import MlflowRegistry, ModelVersionInfo
 from flywheel.training import (
     SearchProblem,
@@ -63,6 +73,12 @@ class TrainResult:
     """Rows used: search (cross-validated) and holdout."""
     data_fingerprint: str
     duration_s: float
+    gates: GateReport | None = None
+    """Every gate's result; the version's tags and gates.json hold the same."""
+    promoted: bool = False
+    """Whether promotion.auto made this version champion after it passed every gate."""
+    card_error: str | None = None
+    """Why the model card could not be written, if it could not (training still counts)."""
 
 
 def with_overrides(spec: ProjectSpec, *, trials: int | None = None, timeout: float | None = None,
@@ -94,6 +110,7 @@ def train_project(project: Project, *, data: str | Path | None = None,
     stage = on_stage or (lambda _: None)
     spec, schema, workspace = project.spec, project.schema, project.workspace
     metric = get_metric(spec.target.task, spec.training.metric)
+    check_gates_config(spec.gates, spec.target.task, metric.name)
     learners = {learner.name: learner for learner in resolve_learners(spec.training)}
     source = str(data) if data is not None else spec.data.path
     with workspace.lock("train", command="flywheel train"):
@@ -104,14 +121,18 @@ def train_project(project: Project, *, data: str | Path | None = None,
             raise DataValidationError(report, path=source,
                                       hint=f"training refuses it; run `flywheel validate "
                                            f"{source}` for the details")
+        missing = [c for c in spec.gates.fairness.sensitive_columns if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"gates.fairness.sensitive_columns: {missing} not in the data "
+                              f"({source}); name columns of the training data.")
         fingerprint = fingerprint_frame(frame)
         features = schema.feature_columns
         y, encoding = encode_target(frame[schema.target], spec.target)
         time_order = _time_order(frame, spec)
         seed = spec.training.search.seed
         search_rows, holdout_rows = holdout_split(
-            y, task=spec.target.task, fraction=spec.training.holdout_fraction, seed=seed,
-            time_order=time_order)
+            y, task=spec.target.task, fraction=spec.training.holdout_fraction,
+            seed=spec.training.holdout_seed, time_order=time_order)
         x_search = frame.iloc[search_rows][features].reset_index(drop=True)
         x_holdout = frame.iloc[holdout_rows][features].reset_index(drop=True)
         y_search, y_holdout = y[search_rows], y[holdout_rows]
@@ -147,8 +168,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
             stage(f"Refitting {result.learner} on {len(x_search):,} rows")
             learner = learners[result.learner]
             model = _refit(x_search, y_search, schema, spec, learner, result)
-            holdout = compute_metrics(spec.target.task, y_holdout,
-                                      _predict(model, x_holdout, spec.target.task))
+            holdout_prediction = _predict(model, x_holdout, spec.target.task)
+            holdout = compute_metrics(spec.target.task, y_holdout, holdout_prediction)
             metrics = {**{f"cv_{k}": v for k, v in result.cv_metrics.items()},
                        **{f"holdout_{k}": v for k, v in holdout.items()}}
             registry.log_metrics(run_id, metrics)
@@ -161,6 +182,16 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 "classes": list(encoding.classes), "learner": result.learner,
                 "params": result.params, "metric": metric.name,
             }, indent=1))
+            stage("Running the gates")
+            gates = gate_candidate(
+                spec=spec, schema=schema, registry=registry, model=model, frame=frame,
+                holdout_rows=holdout_rows, y_holdout=y_holdout, prediction=holdout_prediction,
+                metric=metric.name, holdout_metrics=holdout, cv_metrics=result.cv_metrics,
+                classes=tuple(encoding.classes), target_range=_target_range(y_search, spec),
+                on_gate=lambda name: stage(f"Running the gates: {name}"))
+            registry.log_artifact_text(run_id, GATES_ARTIFACT, gates.to_json())
+            registry.log_artifact_text(run_id, TRAIN_ROWS_ARTIFACT,
+                                       train_rows_record(x_search, features))
             stage("Logging and registering the model")
             logged = registry.log_model(
                 run_id, model, input_example=x_holdout.head(5),
@@ -169,8 +200,31 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 pyfunc_predict_fn="predict" if spec.target.task == "regression" else "predict_proba",
             )
             version_tags = {**tags, "flywheel.learner": result.learner,
-                            **{f"flywheel.{k}": f"{v:.6g}" for k, v in metrics.items()}}
-            version = registry.register(logged, tags=version_tags)
+                            **{f"flywheel.{k}": f"{v:.6g}" for k, v in metrics.items()},
+                            **gates.tags(),
+                            **compiled_form_tags(model, schema, spec.target.task, x_holdout)}
+            version = _register(project, registry, logged, version_tags, gates)
+            stage("Writing the model card")
+            card_error = _write_card(
+                registry=registry, run_id=run_id, version=version, spec=spec, model=model,
+                holdout=x_holdout, y=y_holdout, prediction=holdout_prediction,
+                metric=metric.name, cv_metrics=result.cv_metrics, gates=gates,
+                facts={"version": version.version, "aliases": ", ".join(version.aliases),
+                       "learner": result.learner, "parameters": json.dumps(result.params),
+                       "MLflow run": run_id, "spec hash": spec_hash[:16],
+                       "flywheel": __version__},
+                data={"fingerprint": fingerprint, "source": source, "rows": len(frame),
+                      "search rows": len(x_search), "holdout rows": len(x_holdout),
+                      "feature columns": len(features), "features": features,
+                      "target": schema.target, **_balance(y, encoding.classes)},
+                classes=tuple(encoding.classes))
+    promoted = False
+    if spec.promotion.auto and gates.passed and "champion" not in version.aliases:
+        stage("Promoting: every gate passed and promotion.auto is on")
+        promote_version(project, version.version, action="auto_promote", registry=registry,
+                        evidence={"gates": gates.summary()})
+        promoted = True
+        version = next(v for v in registry.versions() if v.version == version.version)
     counts = {state: sum(t.state.name.lower() == state for t in result.trials)
               for state in ("complete", "pruned", "fail")}
     return TrainResult(
@@ -179,7 +233,57 @@ def train_project(project: Project, *, data: str | Path | None = None,
         holdout_metrics=holdout, trials=counts,
         rows={"search": len(x_search), "holdout": len(x_holdout)},
         data_fingerprint=fingerprint, duration_s=time.monotonic() - started,
+        gates=gates, promoted=promoted, card_error=card_error,
     )
+
+
+def _register(project: Project, registry: MlflowRegistry, logged: Any, tags: dict[str, str],
+              gates: GateReport) -> ModelVersionInfo:
+    """Register under the registry lock and record every alias the registration moved."""
+    with project.workspace.lock("registry", command="flywheel train (register)"):
+        before = _aliases(registry)
+        version = registry.register(logged, tags=tags)
+        after = _aliases(registry)
+        first = after.get("champion") == version.version and "champion" not in before
+        record_alias_changes(
+            audit_log(project), registry.model_name, before, after, action="register",
+            reason=(f"version {version.version} registered: " + (
+                "the first version becomes champion" if first else
+                "a new version waits as challenger")),
+            evidence={"version": version.version, "run_id": version.run_id,
+                      "gates": gates.summary(), "gates_passed": gates.passed})
+    return version
+
+
+def _aliases(registry: MlflowRegistry) -> dict[str, str]:
+    """Where the aliases registration manages point (absent: nowhere)."""
+    found = {alias: registry.alias_version(alias) for alias in ("champion", "challenger")}
+    return {alias: number for alias, number in found.items() if number is not None}
+
+
+def _write_card(**kwargs: Any) -> str | None:
+    """Write the model card; a failure is reported on the run, not a failed training."""
+    try:
+        log_model_card(**kwargs)
+    except Exception as exc:  # the model is registered; a missing card must not undo that
+        text = f"{type(exc).__name__}: {exc}"
+        kwargs["registry"].set_tags(kwargs["run_id"], {"flywheel.card_error": text})
+        return text
+    return None
+
+
+def _target_range(y: np.ndarray, spec: ProjectSpec) -> tuple[float, float] | None:
+    if spec.target.task != "regression" or len(y) == 0:
+        return None
+    return float(np.min(y)), float(np.max(y))
+
+
+def _balance(y: np.ndarray, classes: tuple[str, ...]) -> dict[str, str]:
+    if not classes:
+        return {"target range": f"{np.min(y):.4g} .. {np.max(y):.4g}"}
+    counts = np.bincount(y, minlength=len(classes))
+    shares = ", ".join(f"{c} {n / len(y):.1%}" for c, n in zip(classes, counts, strict=True))
+    return {"classes": shares}
 
 
 def _refit(x: pd.DataFrame, y: np.ndarray, schema: DataSchema, spec: ProjectSpec,
@@ -236,6 +340,8 @@ def _spec_hash(spec: ProjectSpec) -> str:
     for key in ("trials", "timeout_seconds", "parallel"):
         search.pop(key, None)
     relevant.pop("tracking", None)
+    relevant.pop("gates", None)  # gates judge the model; they do not shape it
+    relevant.pop("promotion", None)
     relevant.pop("name", None)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -197,6 +198,31 @@ class MlflowRegistry:
         """Store ``text`` as the run artifact ``relative_path`` (POSIX, such as ``a/b.json``)."""
         self._call("store an artifact", lambda: self._client.log_text(run_id, text,
                                                                       relative_path))
+
+    def read_artifact_text(self, run_id: str, relative_path: str) -> str:
+        """The text of run artifact ``relative_path`` (such as ``schema.yaml``).
+
+        Raises:
+            RegistryError: If the artifact cannot be read.
+        """
+        def read() -> str:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = self._client.download_artifacts(run_id, relative_path, tmp)
+                return Path(local).read_text(encoding="utf-8")
+
+        try:
+            return self._call(f"read artifact {relative_path!r}", read)
+        except OSError as exc:
+            raise RegistryError(f"cannot read artifact {relative_path!r} of run {run_id} "
+                                f"({exc}); the artifact store may be unavailable.") from exc
+
+    def version_info(self, version_or_alias: str) -> ModelVersionInfo:
+        """One version, by number or alias.
+
+        Raises:
+            ModelNotFoundError: If no such version or alias exists.
+        """
+        return _info(self._resolve(version_or_alias), self._aliases())
 
     # Models -----------------------------------------------------------------------------
 

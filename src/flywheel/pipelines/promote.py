@@ -1,0 +1,332 @@
+"""Promotion, rollback and history: every change of what serves, gated, locked and audited.
+
+- ``promote_version`` points ``champion`` at a version that passed its gates (or, with
+  ``force`` and a reason, at one that did not); the version stops being ``challenger``.
+- ``rollback`` points ``champion`` back at the champion before the current one.
+- ``history`` reads the audit log, the record of every alias change.
+
+Each change reads the aliases, changes them and appends to the audit log while holding the
+workspace lock ``registry``, so two promotions at once run one after the other and the aliases
+always match the log's last word. Training takes the same lock around registration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flywheel.core.errors import GateError, ModelNotFoundError, PromotionError, RegistryError
+from flywheel.evaluation import GateReport
+from flywheel.registry import (
+    CHALLENGER,
+    CHAMPION,
+    AuditEntry,
+    AuditHistory,
+    AuditLog,
+    MlflowRegistry,
+)
+from flywheel.registry._records import delete_alias, download_artifacts
+
+if TYPE_CHECKING:
+    from flywheel.pipelines.project import Project
+    from flywheel.registry import ModelVersionInfo
+
+__all__ = [
+    "AliasChange",
+    "GateStatus",
+    "audit_log",
+    "fetch_model_card",
+    "gate_status",
+    "history",
+    "previous_champion",
+    "promote_version",
+    "read_gates",
+    "record_alias_changes",
+    "resolve_version",
+    "rollback",
+]
+
+_GATES = "flywheel.gates."
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasChange:
+    """What a promotion or rollback did.
+
+    Attributes:
+        changed: False when the alias already pointed there (nothing was written).
+        entries: The audit entries written, the champion's first.
+    """
+
+    alias: str
+    from_version: str | None
+    to_version: str
+    changed: bool
+    entries: tuple[AuditEntry, ...] = ()
+    forced: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class GateStatus:
+    """A version's gate verdict, read from its tags."""
+
+    recorded: bool
+    passed: bool
+    summary: str
+    failed: tuple[str, ...]
+    champion: str | None
+
+
+def audit_log(project: Project) -> AuditLog:
+    """The project's audit log, ``.flywheel/audit.jsonl``."""
+    return AuditLog(project.workspace.audit_log)
+
+
+def gate_status(version: ModelVersionInfo) -> GateStatus:
+    """The gate results recorded on ``version`` at training time."""
+    tags = version.tags
+    passed = tags.get(f"{_GATES}passed")
+    if passed is None:
+        return GateStatus(False, False, "no gate results recorded", (
+            "no gate results (trained before flywheel ran gates)",), None)
+    failed = tuple(f"{name.removeprefix(_GATES)}: {value.removeprefix('fail: ')}"
+                   for name, value in sorted(tags.items())
+                   if name.startswith(_GATES) and value.startswith("fail"))
+    return GateStatus(True, passed == "true", tags.get(f"{_GATES}summary", ""), failed,
+                      tags.get(f"{_GATES}champion"))
+
+
+def resolve_version(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:
+    """A version by number (``3``, ``v3``) or alias (``champion``).
+
+    Raises:
+        ModelNotFoundError: If there is no such version or alias.
+    """
+    ref = ref.strip()
+    versions = registry.versions()
+    number = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
+    if not number.isdigit():
+        number = registry.alias_version(ref) or ""
+    found = next((v for v in versions if v.version == number), None)
+    if found is None:
+        aliases = {a: v.version for v in versions for a in v.aliases}
+        raise ModelNotFoundError(registry.model_name, ref,
+                                 versions=[v.version for v in versions], aliases=aliases)
+    return found
+
+
+def promote_version(project: Project, version: str, *, reason: str | None = None,
+                    force: bool = False, action: str = "promote",
+                    evidence: Mapping[str, Any] | None = None,
+                    registry: MlflowRegistry | None = None) -> AliasChange:
+    """Make ``version`` the champion.
+
+    Args:
+        version: A version number or an alias (``challenger``).
+        reason: Why, for the audit log; required with ``force``.
+        force: Promote a version that failed (or never ran) its gates.
+        action: What the audit log calls it (``promote``, ``auto_promote``).
+
+    Raises:
+        ModelNotFoundError: If the version does not exist.
+        GateError: If it did not pass its gates and ``force`` is false.
+        PromotionError: If ``force`` is given without a reason.
+        WorkspaceBusyError: If another change holds the registry lock too long.
+    """
+    if force and not (reason and reason.strip()):
+        raise PromotionError("--force needs --reason: say why a version that failed its gates "
+                             "should serve anyway; the reason goes to the audit log.")
+    registry = registry or project.registry()
+    log = audit_log(project)
+    with project.workspace.lock("registry", command=f"flywheel promote {version}"):
+        info = resolve_version(registry, version)
+        status = gate_status(info)
+        if not status.passed and not force:
+            raise GateError(registry.model_name, info.version, list(status.failed))
+        current = registry.alias_version(CHAMPION)
+        if current == info.version:
+            return AliasChange(CHAMPION, current, info.version, changed=False)
+        forced = force and not status.passed
+        proof = {**_evidence(info, status), **dict(evidence or {}),
+                 **({"forced": True, "failed_gates": list(status.failed)} if forced else {})}
+        registry.set_alias(CHAMPION, info.version)
+        action = "force_promote" if forced else action
+        entries = [log.append(
+            action=action, model=registry.model_name,
+            alias=CHAMPION, from_version=current, to_version=info.version,
+            reason=(reason or "").strip() or _default_reason(action), evidence=proof)]
+        if registry.alias_version(CHALLENGER) == info.version:
+            delete_alias(registry, CHALLENGER)
+            entries.append(log.append(
+                action=action, model=registry.model_name, alias=CHALLENGER,
+                from_version=info.version, to_version=None,
+                reason=f"version {info.version} became champion", evidence={}))
+    return AliasChange(CHAMPION, current, info.version, True, tuple(entries), forced)
+
+
+def rollback(project: Project, *, reason: str | None = None,
+             registry: MlflowRegistry | None = None) -> AliasChange:
+    """Point ``champion`` back at the champion before the current one.
+
+    Rollbacks undo promotions in turn: after promoting 2 then 3, a rollback makes 2 champion,
+    a second one 1, a third finds nothing to go back to.
+
+    Raises:
+        PromotionError: If there is no champion, or no earlier champion to go back to, or it no
+            longer exists.
+    """
+    registry = registry or project.registry()
+    log = audit_log(project)
+    with project.workspace.lock("registry", command="flywheel rollback"):
+        current = registry.alias_version(CHAMPION)
+        if current is None:
+            raise PromotionError(f"Model {registry.model_name!r} has no champion, so there is "
+                                 "nothing to roll back; `flywheel train` registers the first "
+                                 "version as champion.")
+        hist = log.read()
+        previous = previous_champion(hist.entries, registry.model_name, current)
+        if previous is None:
+            raise PromotionError(
+                f"Model {registry.model_name!r} has no previous champion to roll back to: "
+                f"version {current} is the first champion in the audit log. `flywheel history` "
+                "shows every change; `flywheel promote VERSION` names one explicitly.")
+        existing = {v.version for v in registry.versions()}
+        if previous not in existing:
+            raise PromotionError(f"The previous champion, version {previous}, no longer exists "
+                                 f"in the registry; promote another version explicitly.")
+        registry.set_alias(CHAMPION, previous)
+        entry = log.append(action="rollback", model=registry.model_name, alias=CHAMPION,
+                           from_version=current, to_version=previous,
+                           reason=(reason or "").strip() or "rollback to the previous champion",
+                           evidence={"rolled_back": current})
+    return AliasChange(CHAMPION, current, previous, True, (entry,))
+
+
+def history(project: Project) -> AuditHistory:
+    """Every alias change recorded in the audit log, oldest first, and any damaged lines."""
+    return audit_log(project).read()
+
+
+def previous_champion(entries: tuple[AuditEntry, ...] | list[AuditEntry], model: str,
+                      current: str) -> str | None:
+    """The champion before ``current``, by replaying the champion's changes in the log.
+
+    Promotions push onto a stack of champions and rollbacks pop it; the first change's
+    ``from`` is the bottom (a champion from before the log began). If the champion was moved
+    outside flywheel (the stack's top is not ``current``), the last champion flywheel recorded
+    is the one to go back to.
+    """
+    stack: list[str] = []
+    for e in entries:
+        if e.model != model or e.alias != CHAMPION or e.to_version is None:
+            continue
+        if not stack and e.from_version is not None:
+            stack.append(e.from_version)  # a champion from before the log began
+        if e.action == "rollback":
+            if stack and stack[-1] == e.from_version:
+                stack.pop()
+            if not stack or stack[-1] != e.to_version:
+                stack.append(e.to_version)
+        elif not stack or stack[-1] != e.to_version:
+            stack.append(e.to_version)
+    while stack and stack[-1] == current:
+        stack.pop()
+    return stack[-1] if stack else None
+
+
+def record_alias_changes(log: AuditLog, model: str, before: Mapping[str, str],
+                         after: Mapping[str, str], *, action: str, reason: str,
+                         evidence: Mapping[str, Any] | None = None) -> list[AuditEntry]:
+    """Append one entry per alias whose version differs between ``before`` and ``after``."""
+    entries = []
+    for alias in sorted(set(before) | set(after), key=lambda a: (a != CHAMPION, a)):
+        old, new = before.get(alias), after.get(alias)
+        if old != new:
+            entries.append(log.append(action=action, model=model, alias=alias,
+                                      from_version=old, to_version=new,
+                                      reason=reason, evidence=evidence))
+    return entries
+
+
+def read_gates(project: Project, version: str = "latest") -> GateReport:
+    """The gate report stored with ``version`` (number, alias, or ``latest``).
+
+    Raises:
+        ModelNotFoundError: If the version does not exist.
+        RegistryError: If it has no gate report.
+    """
+    registry = project.registry()
+    info = _resolve_or_latest(registry, version)
+    if not info.run_id or "flywheel.gates.passed" not in info.tags:
+        raise RegistryError(f"Model {registry.model_name!r} version {info.version} has no gate "
+                            "results: it was trained before flywheel ran gates. Train again "
+                            "with `flywheel train` to gate a new version.")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download_artifacts(registry, info.run_id, "evaluation/gates.json", tmp)
+        return GateReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def fetch_model_card(project: Project, version: str = "champion",
+                     directory: str | Path | None = None) -> Path:
+    """Copy ``version``'s model card (HTML, Markdown, PNGs) into ``directory``.
+
+    Raises:
+        ModelNotFoundError: If the version does not exist.
+        RegistryError: If it has no model card.
+    """
+    registry = project.registry()
+    info = _resolve_or_latest(registry, version)
+    target = Path(directory) if directory is not None else \
+        project.workspace.root / "cards" / f"v{info.version}"
+    if not info.run_id:
+        raise RegistryError(f"version {info.version} has no run, so no model card.")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = download_artifacts(registry, info.run_id, "card", tmp)
+        except RegistryError as exc:
+            raise RegistryError(f"Model {registry.model_name!r} version {info.version} has no "
+                                "model card (trained before flywheel wrote cards, or writing "
+                                f"it failed: see tag flywheel.card_error of run {info.run_id})."
+                                ) from exc
+        target.mkdir(parents=True, exist_ok=True)
+        for item in folder.iterdir():
+            shutil.copy2(item, target / item.name)
+    page = target / "model_card.html"
+    if not page.is_file():
+        raise RegistryError(f"the model card of version {info.version} is incomplete "
+                            f"(no model_card.html in {target}).")
+    return page
+
+
+def _resolve_or_latest(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:
+    if ref == "latest":
+        versions = registry.versions()
+        if not versions:
+            raise ModelNotFoundError(registry.model_name, None)
+        return versions[0]
+    return resolve_version(registry, ref)
+
+
+def _evidence(info: ModelVersionInfo, status: GateStatus) -> dict[str, Any]:
+    tags = info.tags
+    metric = tags.get("flywheel.metric")
+    out: dict[str, Any] = {"version": info.version, "run_id": info.run_id,
+                           "gates": status.summary, "gates_passed": status.passed}
+    if metric:
+        out["metric"] = metric
+        for key in (f"flywheel.holdout_{metric}", f"flywheel.cv_{metric}"):
+            if key in tags:
+                out[key.removeprefix("flywheel.")] = tags[key]
+    if status.champion:
+        out["champion_comparison"] = status.champion
+    return out
+
+
+def _default_reason(action: str) -> str:
+    return {"auto_promote": "passed every gate; promotion.auto is on"}.get(
+        action, "promoted by hand")

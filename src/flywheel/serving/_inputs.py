@@ -1,0 +1,120 @@
+"""Request bodies to records, checked against the model's schema before the model sees them.
+
+Accepted bodies for ``/predict``: one record (a JSON object of feature values), a list of
+records, or columnar ``{"columns": {"feature": [values...], ...}}``. Every problem is reported
+(location and message), not only the first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flywheel.data import DataSchema
+
+MAX_ROWS = 10_000
+_NUMERIC = ("numeric", "integer")
+
+
+class InputProblems(ValueError):
+    """The request is well-formed JSON but does not fit the model's inputs."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}"
+                                   for p in problems[:5]))
+
+
+class InputChecker:
+    """Validates records for one schema; built once per model version."""
+
+    def __init__(self, schema: DataSchema, *, max_rows: int = MAX_ROWS) -> None:
+        self.columns = schema.feature_columns
+        self.expected = frozenset(self.columns)
+        self.kinds = {name: schema.columns[name].kind for name in self.columns}
+        self.max_rows = max_rows
+
+    def records(self, body: Any) -> list[dict[str, Any]]:
+        """The records in a /predict body.
+
+        Raises:
+            InputProblems: listing every missing, extra or mistyped field.
+        """
+        if isinstance(body, dict):
+            if "columns" in body and len(body) == 1:
+                rows = self._from_columns(body["columns"])
+            else:
+                rows = [body]
+        elif isinstance(body, list):
+            rows = body
+        else:
+            raise InputProblems([{"loc": ["body"], "msg": "expected a record (object), a list "
+                                  "of records, or {\"columns\": {...}}"}])
+        self.check(rows)
+        return rows
+
+    def check(self, rows: list[Any], *, where: str = "records") -> None:
+        if not rows:
+            raise InputProblems([{"loc": [where], "msg": "no records to predict"}])
+        if len(rows) > self.max_rows:
+            raise InputProblems([{"loc": [where], "msg": f"{len(rows)} records; at most "
+                                  f"{self.max_rows} per request"}])
+        problems: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                problems.append({"loc": [where, i], "msg": "expected an object of features"})
+                continue
+            keys = row.keys()
+            if keys != self.expected:
+                for name in self.expected - keys:
+                    problems.append({"loc": [where, i, name], "msg": "missing field"})
+                for name in keys - self.expected:
+                    problems.append({"loc": [where, i, name], "msg": "unknown field; expected "
+                                     "only the model's features"})
+            for name, value in row.items():
+                if value is None or name not in self.kinds:
+                    continue
+                message = _type_problem(self.kinds[name], value)
+                if message:
+                    problems.append({"loc": [where, i, name], "msg": message})
+            if len(problems) > 100:
+                break
+        if problems:
+            raise InputProblems(problems)
+
+    def _from_columns(self, columns: Any) -> list[dict[str, Any]]:
+        if not isinstance(columns, dict) or not all(isinstance(v, list) for v in columns.values()):
+            raise InputProblems([{"loc": ["columns"], "msg": "expected an object mapping each "
+                                  "feature to a list of values"}])
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise InputProblems([{"loc": ["columns"], "msg": f"columns have different lengths "
+                                  f"{sorted(lengths)}"}])
+        names = list(columns)
+        return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def _type_problem(kind: str, value: Any) -> str | None:
+    kind_of = type(value)
+    if kind in _NUMERIC:
+        if kind_of is bool or kind_of not in (int, float):
+            return f"expected a number, got {_name(value)}"
+        if kind_of is float and not math.isfinite(value):
+            return "expected a finite number"
+        return None
+    if kind == "categorical":
+        if kind_of in (str, int, bool):
+            return None
+        if kind_of is float:
+            return None if math.isfinite(value) else "expected a finite number or text"
+        return f"expected text or a number, got {_name(value)}"
+    if kind == "boolean":
+        return None if kind_of in (bool, int, str) else f"expected true or false, got {_name(value)}"
+    if kind == "datetime":
+        return None if kind_of is str else f"expected an ISO-8601 date-time string, got {_name(value)}"
+    return None
+
+
+def _name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "a boolean"}.get(
+        type(value), type(value).__name__)

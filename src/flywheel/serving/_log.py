@@ -1,0 +1,261 @@
+"""The prediction log: every answered request, and later its label, off the request path.
+
+Each server process appends to its own Arrow IPC stream files under ``.flywheel/predictions/``
+(``pred-<pid>-<start>-<n>.arrows`` for predictions, ``fb-...`` for feedback). The request path
+only appends a tuple to an in-memory list; a background thread writes one record batch per
+second and fsyncs it. Consequences, stated in the README:
+
+- graceful stop (SIGTERM, Ctrl-C): everything is written (``close()`` flushes);
+- SIGKILL or power loss: at most the last second (one flush interval) is lost;
+- a batch torn by a crash mid-write is skipped when reading; earlier batches stay readable.
+
+Reading a window is a scan of memory-mapped Arrow files, about a million rows in a fraction of
+a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+log = logging.getLogger("flywheel.serving")
+
+_PRED_META = [
+    pa.field("request_id", pa.string()),
+    pa.field("ts", pa.timestamp("us", tz="UTC")),
+    pa.field("model_version", pa.string()),
+    pa.field("latency_ms", pa.float32()),
+    pa.field("prediction", pa.string()),
+    pa.field("value", pa.float64()),
+    pa.field("probabilities", pa.list_(pa.float32())),
+]
+_FEEDBACK = pa.schema([
+    pa.field("request_id", pa.string()),
+    pa.field("ts", pa.timestamp("us", tz="UTC")),
+    pa.field("label", pa.string()),
+])
+INPUT_PREFIX = "in."
+
+
+class _Stream:
+    """One Arrow IPC stream file, opened on first write."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path, self.schema = path, schema
+        self._sink: Any = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+            self._writer = pa.ipc.new_stream(self._sink, self.schema)
+        self._writer.write_batch(batch)
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+
+Features = tuple[tuple[str, bool], ...]
+"""Input columns and whether each is numeric: the layout of a prediction segment."""
+
+
+class PredictionLog:
+    """Append predictions and feedback; read windows back.
+
+    Args:
+        folder: ``.flywheel/predictions``.
+        flush_interval: Seconds between background writes (the most a SIGKILL can lose).
+    """
+
+    def __init__(self, folder: str | Path, *, flush_interval: float = 1.0) -> None:
+        self.folder = Path(folder)
+        self.flush_interval = flush_interval
+        self._pending: list[tuple[Any, ...]] = []
+        self._feedback: list[tuple[str, dt.datetime, str]] = []
+        self._lock = threading.Lock()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self._prefix = f"{os.getpid()}-{stamp}"
+        self._pred: dict[Features, _Stream] = {}
+        self._fb = _Stream(self.folder / f"fb-{self._prefix}.arrows", _FEEDBACK)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PredictionLog:
+        self._thread = threading.Thread(target=self._run, name="flywheel-prediction-log",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    # The request path: one list append under a lock, no I/O.
+    def append(self, features: Features, request_id: str, when: float, version: str,
+               latency_ms: float, records: Sequence[Mapping[str, Any]],
+               predictions: Sequence[Any],
+               probabilities: Sequence[Sequence[float]] | None) -> None:
+        row = (features, request_id, when, version, latency_ms, records, predictions,
+               probabilities)
+        with self._lock:
+            self._pending.append(row)
+
+    def append_feedback(self, items: Iterable[tuple[str, Any]]) -> int:
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = [(str(rid), now, str(label)) for rid, label in items]
+        with self._lock:
+            self._feedback.extend(rows)
+        return len(rows)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            feedback, self._feedback = self._feedback, []
+        by_layout: dict[Features, list[tuple[Any, ...]]] = {}
+        for row in pending:
+            by_layout.setdefault(row[0], []).append(row[1:])
+        for features, rows in by_layout.items():
+            stream = self._pred.get(features)
+            if stream is None:
+                fields = [*_PRED_META, *(pa.field(INPUT_PREFIX + n, pa.float64() if numeric
+                                                  else pa.string()) for n, numeric in features)]
+                name = f"pred-{self._prefix}-{len(self._pred)}.arrows"
+                stream = self._pred[features] = _Stream(self.folder / name, pa.schema(fields))
+            stream.write(_prediction_batch(features, rows, stream.schema))
+        if feedback:
+            rid, ts, label = zip(*feedback)
+            self._fb.write(pa.record_batch([pa.array(rid), pa.array(ts, _FEEDBACK.field("ts").type),
+                                            pa.array(label)], schema=_FEEDBACK))
+
+    def close(self) -> None:
+        """Write everything pending and close the files (graceful stop)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+        for stream in self._pred.values():
+            stream.close()
+        self._fb.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the log must never take the server down
+                log.exception("writing the prediction log failed; will retry")
+
+
+def _prediction_batch(features: Features, pending: list[tuple[Any, ...]],
+                      schema: pa.Schema) -> pa.RecordBatch:
+    ids, ts, versions, latency, preds, values, probas = [], [], [], [], [], [], []
+    inputs: dict[str, list[Any]] = {name: [] for name, _ in features}
+    for request_id, when, version, latency_ms, records, predictions, probabilities in pending:
+        n = len(records)
+        for i, record in enumerate(records):
+            ids.append(request_id if n == 1 else f"{request_id}:{i}")
+            for name, column in inputs.items():
+                column.append(record.get(name))
+        ts.extend([when] * n)
+        versions.extend([version] * n)
+        latency.extend([latency_ms] * n)
+        if probabilities is None:
+            values.extend(float(p) for p in predictions)
+            preds.extend(str(p) for p in predictions)
+            probas.extend([None] * n)
+        else:
+            preds.extend(str(p) for p in predictions)
+            values.extend([None] * n)
+            probas.extend(probabilities)
+    columns = [
+        pa.array(ids, pa.string()),
+        pa.array((np.asarray(ts) * 1e6).astype("int64"), pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")),
+        pa.array(versions, pa.string()),
+        pa.array(latency, pa.float32()),
+        pa.array(preds, pa.string()),
+        pa.array(values, pa.float64()),
+        pa.array(probas, pa.list_(pa.float32())),
+    ]
+    for name, numeric in features:
+        columns.append(_input_array(inputs[name], numeric))
+    return pa.record_batch(columns, schema=schema)
+
+
+def _input_array(values: list[Any], numeric: bool) -> pa.Array:
+    if numeric:
+        return pa.array(pd.to_numeric(pd.Series(values, dtype=object), errors="coerce"),
+                        pa.float64())
+    return pa.array([None if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                     for v in values], pa.string())
+
+
+def _read_streams(paths: Iterable[Path]) -> list[pa.Table]:
+    tables = []
+    for path in paths:
+        try:
+            with pa.memory_map(str(path)) as source:
+                reader = pa.ipc.open_stream(source)
+                batches = []
+                with contextlib.suppress(pa.ArrowInvalid, OSError):
+                    for batch in reader:  # a batch torn by a crash ends the file early
+                        batches.append(batch)
+                if batches:
+                    tables.append(pa.Table.from_batches(batches, schema=reader.schema))
+        except (pa.ArrowInvalid, OSError) as exc:
+            log.warning("skipping unreadable prediction log segment %s: %s", path.name, exc)
+    return tables
+
+
+def read_predictions(folder: str | Path, *, since: dt.datetime | None = None,
+                     until: dt.datetime | None = None, last: int | None = None,
+                     with_labels: bool = True) -> pd.DataFrame:
+    """Predictions in a time window (or the ``last`` N), labels joined from feedback.
+
+    Segments written with different input columns are combined; missing ones are null.
+    """
+    folder = Path(folder)
+    tables = _read_streams(sorted(folder.glob("pred-*.arrows")))
+    if not tables:
+        return pd.DataFrame(columns=[f.name for f in _PRED_META] + ["label"])
+    table = pa.concat_tables(tables, promote_options="default")
+    ts = table.column("ts")
+    mask = None
+    if since is not None:
+        mask = pc.greater_equal(ts, pa.scalar(since, ts.type))
+    if until is not None:
+        before = pc.less(ts, pa.scalar(until, ts.type))
+        mask = before if mask is None else pc.and_(mask, before)
+    if mask is not None:
+        table = table.filter(mask)
+    if last is not None:
+        table = table.sort_by("ts").slice(max(0, table.num_rows - last))
+    frame = table.to_pandas()
+    if with_labels:
+        labels = read_feedback(folder)
+        frame = frame.merge(labels, on="request_id", how="left")
+    return frame
+
+
+def read_feedback(folder: str | Path) -> pd.DataFrame:
+    """The latest label per request id."""
+    tables = _read_streams(sorted(Path(folder).glob("fb-*.arrows")))
+    if not tables:
+        return pd.DataFrame({"request_id": pd.Series(dtype=str), "label": pd.Series(dtype=str),
+                             "label_ts": pd.Series(dtype="datetime64[us, UTC]")})
+    frame = pa.concat_tables(tables).to_pandas().sort_values("ts")
+    frame = frame.drop_duplicates("request_id", keep="last")
+    return frame.rename(columns={"ts": "label_ts"})

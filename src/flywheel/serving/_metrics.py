@@ -1,0 +1,81 @@
+"""Prometheus metrics of the prediction service.
+
+With several workers, prometheus-client's multiprocess mode aggregates them: ``flywheel serve``
+sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class ServingMetrics:
+    """Counters and histograms, with label children cached for the hot path."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("flywheel_requests", "Requests by endpoint, model version and "
+                                "HTTP status.", ["endpoint", "model_version", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("flywheel_request_latency_seconds", "Time from the request "
+                                 "body received to the response sent.", ["endpoint"],
+                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("flywheel_batch_rows", "Rows per model call.",
+                                    buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.predictions = Counter("flywheel_predictions", "Predicted labels (classifiers).",
+                                   ["model_version", "prediction"], registry=self.registry)
+        self.values = Histogram("flywheel_predicted_value", "Predicted values (regression).",
+                                ["model_version"], registry=self.registry)
+        self.model_info = Gauge("flywheel_model_version_info", "1 for each loaded model "
+                                "version and alias.", ["alias", "model_version"],
+                                registry=self.registry, multiprocess_mode="liveall")
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def request(self, endpoint: str, version: str, status: int, seconds: float) -> None:
+        key = ("r", endpoint, version, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(endpoint, version, str(status))
+        child.inc()
+        key = ("l", endpoint)
+        hist = self._children.get(key)
+        if hist is None:
+            hist = self._children[key] = self.latency.labels(endpoint)
+        hist.observe(seconds)
+
+    def predicted(self, version: str, predictions: list[Any], regression: bool) -> None:
+        if regression:
+            hist = self._children.get(("v", version))
+            if hist is None:
+                hist = self._children[("v", version)] = self.values.labels(version)
+            for value in predictions:
+                hist.observe(value)
+            return
+        for label in predictions:
+            key = ("p", version, label)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.predictions.labels(version, str(label))
+            child.inc()
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,104 @@
+"""A loaded model version ready to answer: the fast compiled form when it is verified, the
+scikit-learn pipeline otherwise."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from flywheel.core.errors import CompileError
+from flywheel.core.spec import Task
+from flywheel.data import DataSchema
+from flywheel.features import compile_predictor, verify_compiled
+
+log = logging.getLogger("flywheel.serving")
+
+
+class RowPredictor(Protocol):
+    def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray: ...
+
+
+class PipelinePredictor:
+    """The fallback: the fitted pipeline on a DataFrame built from the records."""
+
+    def __init__(self, model: Any, columns: list[str], task: Task) -> None:
+        self.model, self.columns, self.task = model, columns, task
+
+    def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray:
+        frame = pd.DataFrame.from_records(records, columns=self.columns)
+        if self.task == "regression":
+            return np.asarray(self.model.predict(frame), dtype=float)
+        return np.asarray(self.model.predict_proba(frame), dtype=float)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """One model version in memory, with what the server needs to answer and log."""
+
+    name: str
+    version: str
+    task: Task
+    schema: DataSchema
+    classes: tuple[str, ...]
+    predictor: RowPredictor
+    fast: bool
+    """True when the compiled predictor answers (verified against the pipeline)."""
+
+    @property
+    def features(self) -> list[str]:
+        return self.schema.feature_columns
+
+    def answer(self, records: list[dict[str, Any]]) -> tuple[list[Any], list[list[float]] | None]:
+        """Predictions (labels or values) and class probabilities (classifiers) per record."""
+        out = self.predictor.predict_records(records)
+        if self.task == "regression":
+            return out.tolist(), None
+        labels = np.asarray(self.classes, dtype=object)[out.argmax(axis=1)]
+        return labels.tolist(), out.tolist()
+
+
+def build_loaded_model(name: str, version: str, model: Any, schema: DataSchema,
+                       tags: Mapping[str, str], *, check_rows: pd.DataFrame | None = None
+                       ) -> LoadedModel:
+    """Wrap a loaded pipeline, compiling it to the fast form when possible.
+
+    The compiled form answers only if it was verified: at registration (version tag
+    ``flywheel.compiled.verified``) or, for versions registered before compilation existed,
+    here on ``check_rows``.
+    """
+    task: Task = tags.get("flywheel.task", schema.task)  # type: ignore[assignment]
+    _single_thread(model)
+    classes = tuple(json.loads(tags.get("flywheel.classes", "[]")))
+    columns = schema.feature_columns
+    predictor: RowPredictor = PipelinePredictor(model, columns, task)
+    fast = False
+    try:
+        compiled = compile_predictor(model, schema, task=task)
+    except CompileError as exc:
+        log.warning("version %s serves through the pipeline: %s", version, exc)
+    else:
+        verified = tags.get("flywheel.compiled.verified")
+        if verified is None and check_rows is not None:
+            verified = str(verify_compiled(compiled, model, check_rows[columns]).verified).lower()
+        if verified == "true":
+            predictor, fast = compiled, True
+        else:
+            log.warning("version %s serves through the pipeline: its compiled form was not "
+                        "verified", version)
+    return LoadedModel(name=name, version=version, task=task, schema=schema, classes=classes,
+                       predictor=predictor, fast=fast)
+
+
+def _single_thread(model: Any) -> None:
+    """One thread per model call: on a busy machine, a thread pool per single-row call pushed
+    LightGBM's p99 from 0.1 ms to 5-12 ms. Parallelism comes from server workers instead."""
+    estimator = model[-1] if hasattr(model, "steps") else model
+    params = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    if "n_jobs" in params:
+        estimator.set_params(n_jobs=1)

@@ -1,0 +1,366 @@
+"""The prediction service: a small ASGI application run by uvicorn.
+
+The hot endpoints (``POST /predict`` and the Open Inference Protocol's ``infer``) are handled
+by plain ASGI code: at the target of well under a millisecond per request, a framework's
+request objects, routing and response classes would cost more than the model does. The other
+endpoints are few and simple and share the same dispatch table.
+
+Endpoints: POST /predict, POST /feedback, GET /healthz, /readyz, /metrics, /openapi.json,
+POST /admin/reload (token), and the Open Inference Protocol v2 under /v2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from flywheel._version import __version__
+from flywheel.serving._batching import Batcher
+from flywheel.serving._inputs import InputProblems
+from flywheel.serving._log import PredictionLog
+from flywheel.serving._metrics import ServingMetrics
+from flywheel.serving._models import ModelStore, ServedModel
+from flywheel.serving._openapi import openapi_document
+from flywheel.serving._v2 import V2Error, v2_metadata, v2_records, v2_response
+
+log = logging.getLogger("flywheel.serving")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY_BYTES = 1 << 20
+_JSON = [(b"content-type", b"application/json")]
+_V2_MODEL = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?$")
+
+
+class HttpError(Exception):
+    """An error answered as JSON with a 4xx status."""
+
+    def __init__(self, status: int, message: str, problems: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.problems = status, message, problems or []
+
+    def body(self) -> bytes:
+        payload: dict[str, Any] = {"error": self.message}
+        if self.problems:
+            payload["problems"] = self.problems
+        return orjson.dumps(payload)
+
+
+class ServingApp:
+    """The ASGI application.
+
+    Args:
+        store: The models, kept in step with the registry.
+        prediction_log: Where answered requests are recorded (None: not recorded).
+        admin_token: Required (as ``Authorization: Bearer <token>``) by state-changing
+            endpoints other than predict, infer and feedback.
+        max_body_bytes: Larger request bodies get 413.
+    """
+
+    def __init__(self, store: ModelStore, *, prediction_log: PredictionLog | None = None,
+                 admin_token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+                 max_batch_rows: int = 512) -> None:
+        self.store = store
+        self.log = prediction_log
+        self.admin_token = admin_token
+        self.max_body_bytes = max_body_bytes
+        self.metrics = ServingMetrics()
+        self.batcher = Batcher(max_rows=max_batch_rows, on_batch=self.metrics.batch_rows.observe)
+        self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple[int, Any]]]] = {
+            ("POST", "/feedback"): self._feedback,
+            ("GET", "/healthz"): self._live,
+            ("GET", "/readyz"): self._ready,
+            ("GET", "/v2/health/live"): self._live,
+            ("GET", "/v2/health/ready"): self._ready,
+            ("GET", "/v2"): self._server_metadata,
+            ("GET", "/openapi.json"): self._openapi,
+            ("POST", "/admin/reload"): self._reload,
+        }
+
+    # ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.startup()
+                except Exception as exc:  # noqa: BLE001 - reported to uvicorn, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def startup(self) -> None:
+        self.store.on_change = self._model_changed
+        self.store.reconcile()
+        self.store.start()
+        if self.log is not None:
+            self.log.start()
+        # Everything loaded so far lives as long as the process: keep the garbage collector
+        # from scanning it again and again (full collections paused servers 120-170 ms).
+        import gc
+
+        gc.collect()
+        gc.freeze()
+
+    def shutdown(self) -> None:
+        self.store.stop()
+        if self.log is not None:
+            self.log.close()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method, path = scope["method"], scope["path"]
+        endpoint, version = path, "-"
+        try:
+            if path == "/predict" and method == "POST":
+                endpoint = "predict"
+                status, payload, version = await self._predict(scope, receive, started)
+            elif path.startswith("/v2/models/"):
+                endpoint = "v2"
+                status, payload, version = await self._v2_model(scope, receive, method, path,
+                                                                 started)
+            elif path == "/metrics" and method == "GET":
+                body, content_type = self.metrics.render()
+                await _send(send, 200, body, [(b"content-type", content_type.encode())])
+                return
+            else:
+                handler = self._routes.get((method, path))
+                if handler is None:
+                    known = path in ("/predict", "/metrics") or any(
+                        p == path for _, p in self._routes)
+                    raise HttpError(405 if known else 404,
+                                    f"{method} {path} is not " + ("allowed" if known else
+                                                                   "an endpoint of this server"))
+                status, payload = await handler(scope, receive)
+            body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        except HttpError as exc:
+            status, body = exc.status, exc.body()
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the client
+            log.exception("unexpected error answering %s %s", method, path)
+            status, body = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+        await _send(send, status, body, _JSON)
+        self.metrics.request(endpoint, version, status, time.perf_counter() - started)
+
+    # Prediction --------------------------------------------------------------------------
+
+    async def _predict(self, scope: Scope, receive: Receive,
+                       started: float) -> tuple[int, bytes, str]:
+        served = self.store.default
+        if served is None:
+            raise HttpError(503, "no model is loaded yet; see /readyz")
+        body = await self._json(scope, receive)
+        try:
+            records = served.checker.records(body)
+        except InputProblems as exc:
+            raise HttpError(422, "the input does not match the model's features",
+                            exc.problems) from None
+        predictions, probabilities = await self._answer(served, records)
+        request_id = _request_id(scope)
+        payload: dict[str, Any] = {"request_id": request_id, "model_version": served.version,
+                                   "predictions": predictions}
+        if probabilities is not None:
+            payload["classes"] = served.model.classes
+            payload["probabilities"] = probabilities
+        self._record(request_id, served, records, predictions, probabilities, started)
+        return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
+
+    async def _answer(self, served: ServedModel, records: list[dict[str, Any]]) -> Any:
+        try:
+            return await self.batcher.submit(served, records)
+        except Exception as exc:  # the model raised on this input
+            log.warning("version %s failed on a request: %s", served.version, exc)
+            raise HttpError(422, f"the model could not score this input: {exc}") from None
+
+    def _record(self, request_id: str, served: ServedModel, records: list[dict[str, Any]],
+                predictions: list[Any], probabilities: Any, started: float) -> None:
+        self.metrics.predicted(served.version, predictions, probabilities is None)
+        if self.log is not None:
+            self.log.append(served.log_layout, request_id, time.time(), served.version,
+                            (time.perf_counter() - started) * 1000.0, records, predictions,
+                            probabilities)
+
+    # Open Inference Protocol v2 ------------------------------------------------------------
+
+    async def _v2_model(self, scope: Scope, receive: Receive, method: str, path: str,
+                        started: float) -> tuple[int, Any, str]:
+        match = _V2_MODEL.match(path)
+        if match is None:
+            raise HttpError(404, f"{path} is not an endpoint of this server")
+        served = self._v2_served(match["name"], match["version"])
+        tail = match["tail"]
+        if tail is None and method == "GET":
+            return 200, v2_metadata(served), served.version
+        if tail == "/ready" and method == "GET":
+            return 200, {"name": match["name"], "ready": True}, served.version
+        if tail == "/infer" and method == "POST":
+            body = await self._json(scope, receive)
+            try:
+                request_id, records = v2_records(body, served)
+            except V2Error as exc:
+                raise HttpError(400, str(exc), exc.problems) from None
+            except InputProblems as exc:
+                raise HttpError(422, "the inputs do not match the model's features",
+                                exc.problems) from None
+            predictions, probabilities = await self._answer(served, records)
+            request_id = request_id or _request_id(scope)
+            self._record(request_id, served, records, predictions, probabilities, started)
+            return 200, v2_response(served, request_id, predictions, probabilities), served.version
+        raise HttpError(405, f"{method} {path} is not allowed")
+
+    def _v2_served(self, name: str, version: str | None) -> ServedModel:
+        if name != self.store.registry.model_name:
+            raise HttpError(404, f"unknown model {name!r}; this server serves "
+                                 f"{self.store.registry.model_name!r}")
+        if version is None:
+            served = self.store.default
+            if served is None:
+                raise HttpError(503, "no model is loaded yet; see /v2/health/ready")
+            return served
+        served = self.store.by_version.get(version)
+        if served is None:
+            loaded = sorted(self.store.by_version)
+            raise HttpError(404, f"version {version!r} of {name!r} is not loaded; loaded: "
+                                 f"{', '.join(loaded) or 'none'}")
+        return served
+
+    # Other endpoints -------------------------------------------------------------------
+
+    async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        body = await self._json(scope, receive)
+        items = body if isinstance(body, list) else body.get("feedback", [body]) \
+            if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise HttpError(422, "expected {\"request_id\": ..., \"label\": ...} or a list of "
+                                 "them")
+        problems = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or set(item) != {"request_id", "label"}:
+                problems.append({"loc": ["feedback", i], "msg": "expected exactly request_id "
+                                 "and label"})
+            elif not isinstance(item["request_id"], str) or not item["request_id"]:
+                problems.append({"loc": ["feedback", i, "request_id"], "msg": "expected text"})
+            elif item["label"] is None or isinstance(item["label"], dict | list):
+                problems.append({"loc": ["feedback", i, "label"],
+                                 "msg": "expected a label (text or number)"})
+        if problems:
+            raise HttpError(422, "invalid feedback", problems)
+        accepted = 0
+        if self.log is not None:
+            accepted = self.log.append_feedback((i["request_id"], i["label"]) for i in items)
+        return 202, {"accepted": accepted}
+
+    async def _live(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        return 200, {"live": True}
+
+    async def _ready(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        loaded = {alias: m.version for alias, m in self.store.by_alias.items()}
+        ready = self.store.default is not None
+        payload = {"ready": ready, "models": loaded}
+        if self.store.last_error:
+            payload["registry"] = self.store.last_error
+        return (200 if ready else 503), payload
+
+    async def _server_metadata(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        return 200, {"name": "flywheel", "version": __version__, "extensions": []}
+
+    async def _openapi(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        return 200, openapi_document(self.store.default)
+
+    async def _reload(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        self._authorize(scope)
+        await self._body(scope, receive)
+        changed = await asyncio.get_running_loop().run_in_executor(None, self.store.reconcile)
+        return 200, {"changed": changed,
+                     "models": {a: m.version for a, m in self.store.by_alias.items()}}
+
+    def _authorize(self, scope: Scope) -> None:
+        if not self.admin_token:
+            raise HttpError(403, "admin endpoints are disabled: no admin token is configured")
+        given = _header(scope, b"authorization").removeprefix(b"Bearer ")
+        if not hmac.compare_digest(given, self.admin_token.encode()):
+            raise HttpError(401, "missing or wrong admin token (Authorization: Bearer <token>)")
+
+    def _model_changed(self, alias: str, version: str | None) -> None:
+        log.info("alias %s now serves version %s", alias, version)
+        for a in self.store.aliases:
+            served = self.store.by_alias.get(a)
+            if served is not None:
+                self.metrics.model_info.labels(a, served.version).set(1)
+
+    # Bodies ------------------------------------------------------------------------------
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise HttpError(413, f"request body of {int(declared)} bytes is over the limit of "
+                                 f"{self.max_body_bytes}")
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HttpError(413, f"request body is over the limit of {self.max_body_bytes} "
+                                     "bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _json(self, scope: Scope, receive: Receive) -> Any:
+        raw = await self._body(scope, receive)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    if given and len(given) <= 128:
+        return given.decode("latin-1")
+    return uuid.uuid4().hex
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def admin_token_from_env() -> str | None:
+    return os.environ.get("FLYWHEEL_ADMIN_TOKEN") or None

@@ -1,0 +1,261 @@
+"""The prediction service, started for real (`flywheel serve` on a free loopback port)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flywheel import Project
+from flywheel.serving import read_predictions
+from tests.conftest import CHURN
+from tests.integration.test_train import make_project
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, root: Path, *, poll: float = 0.5) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "FLYWHEEL_ADMIN_TOKEN": "s3cret"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flywheel.cli.main", "serve", "--config", str(root),
+             "--port", str(self.port), "--poll-interval", str(poll)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("server did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=30)
+        return err
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Server]]:
+    root = tmp_path_factory.mktemp("serving")
+    project = make_project(root, training={"learners": ["lightgbm"]})
+    project.train()
+    server = Server(root)
+    yield project, server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def rows(served: tuple[Project, Server]) -> tuple[list[dict[str, object]], np.ndarray]:
+    project, _ = served
+    frame = pd.read_parquet(CHURN).sample(40, random_state=3)
+    features = project.schema.feature_columns
+    records = json.loads(frame[features].to_json(orient="records"))
+    model = project.registry().load_model("champion")
+    return records, model.predict_proba(frame[features])
+
+
+def test_one_record_gets_the_pipelines_probabilities_and_the_version(served, rows) -> None:
+    _, server = served
+    records, expected = rows
+    response = httpx.post(server.url + "/predict", json=records[0])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "1" and len(body["request_id"]) >= 16
+    assert body["classes"] == ["no", "yes"]
+    assert np.allclose(body["probabilities"][0], expected[0], atol=1e-9)
+    assert body["predictions"][0] == ["no", "yes"][int(expected[0].argmax())]
+
+
+def test_lists_and_columns_give_the_same_answers_as_single_records(served, rows) -> None:
+    _, server = served
+    records, expected = rows
+    listed = httpx.post(server.url + "/predict", json=records).json()
+    columns = {k: [r[k] for r in records] for k in records[0]}
+    columnar = httpx.post(server.url + "/predict", json={"columns": columns}).json()
+    assert np.allclose(listed["probabilities"], expected, atol=1e-9)
+    assert np.allclose(columnar["probabilities"], expected, atol=1e-9)
+
+
+def test_concurrent_distinct_requests_each_get_their_own_rows(served, rows) -> None:
+    _, server = served
+    records, expected = rows
+
+    async def burst() -> list[dict[str, object]]:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            calls = [client.post("/predict", json=r) for r in records * 3]
+            return [r.json() for r in await asyncio.gather(*calls)]
+
+    answers = asyncio.run(burst())
+    for i, answer in enumerate(answers):
+        assert np.allclose(answer["probabilities"][0], expected[i % len(records)], atol=1e-9)
+
+
+@pytest.mark.parametrize(("body", "status", "needle"), [
+    (b"{not json", 400, "not valid JSON"),
+    (b'{"x": NaN}', 400, "not valid JSON"),
+    (b"[]", 422, "no records"),
+    (b'"text"', 422, "expected a record"),
+])
+def test_malformed_bodies_get_a_4xx_with_a_reason(served, body: bytes, status: int,
+                                                   needle: str) -> None:
+    _, server = served
+    response = httpx.post(server.url + "/predict", content=body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == status and needle in response.text
+
+
+def test_missing_extra_and_mistyped_fields_are_each_listed(served, rows) -> None:
+    _, server = served
+    record = dict(rows[0][0])
+    record.pop("state")
+    record["surprise"] = 1
+    record["total_day_minutes"] = "lots"
+    record["account_length"] = float("inf")
+    response = httpx.post(server.url + "/predict", content=json.dumps(record).replace(
+        "Infinity", "1e999"), headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422)
+    if response.status_code == 422:
+        problems = {tuple(p["loc"][2:]): p["msg"] for p in response.json()["problems"]}
+        assert problems[("state",)] == "missing field"
+        assert "unknown field" in problems[("surprise",)]
+        assert "expected a number" in problems[("total_day_minutes",)]
+
+
+def test_oversized_body_is_refused_with_413(served) -> None:
+    _, server = served
+    response = httpx.post(server.url + "/predict", content=b"[" + b"1," * 700_000 + b"1]",
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_unknown_routes_models_and_versions_are_4xx(served) -> None:
+    project, server = served
+    assert httpx.get(server.url + "/predict").status_code == 405
+    assert httpx.get(server.url + "/nope").status_code == 404
+    assert httpx.get(server.url + "/v2/models/other").status_code == 404
+    name = project.registry().model_name
+    missing = httpx.get(f"{server.url}/v2/models/{name}/versions/99")
+    assert missing.status_code == 404 and "not loaded" in missing.json()["error"]
+    assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+def test_open_inference_protocol_infer_matches_predict(served, rows) -> None:
+    project, server = served
+    records, expected = rows
+    name = project.registry().model_name
+    meta = httpx.get(f"{server.url}/v2/models/{name}").json()
+    kinds = {i["name"]: i["datatype"] for i in meta["inputs"]}
+    inputs = [{"name": k, "datatype": kinds[k], "shape": [len(records)],
+               "data": [r[k] for r in records]} for k in kinds]
+    response = httpx.post(f"{server.url}/v2/models/{name}/versions/1/infer",
+                          json={"id": "abc", "inputs": inputs})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "abc" and body["model_version"] == "1"
+    proba = {o["name"]: o for o in body["outputs"]}["probabilities"]
+    assert proba["shape"] == [len(records), 2]
+    assert np.allclose(np.array(proba["data"]).reshape(-1, 2), expected, atol=1e-9)
+    assert httpx.get(f"{server.url}/v2/models/{name}/ready").json()["ready"] is True
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+
+
+def test_tritonclient_gets_the_same_numbers_as_predict(served, rows) -> None:
+    tritonclient = pytest.importorskip("tritonclient.http")
+    project, server = served
+    records, expected = rows
+    name = project.registry().model_name
+    meta = httpx.get(f"{server.url}/v2/models/{name}").json()
+    client = tritonclient.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    inputs = []
+    for spec in meta["inputs"]:
+        values = [r[spec["name"]] for r in records]
+        array = np.array(values, dtype=object if spec["datatype"] == "BYTES" else np.float64)
+        tensor = tritonclient.InferInput(spec["name"], [len(records)], spec["datatype"])
+        tensor.set_data_from_numpy(array, binary_data=False)
+        inputs.append(tensor)
+    outputs = [tritonclient.InferRequestedOutput("probabilities", binary_data=False)]
+    result = client.infer(name, inputs, outputs=outputs)
+    assert np.allclose(result.as_numpy("probabilities").reshape(-1, 2), expected, atol=1e-9)
+
+
+def test_feedback_is_logged_and_joined_to_its_prediction(served, rows) -> None:
+    project, server = served
+    answer = httpx.post(server.url + "/predict", json=rows[0][1]).json()
+    request_id = answer["request_id"]
+    accepted = httpx.post(server.url + "/feedback", json=[{"request_id": request_id,
+                                                            "label": "yes"}])
+    assert accepted.status_code == 202 and accepted.json() == {"accepted": 1}
+    bad = httpx.post(server.url + "/feedback", json=[{"request": request_id}])
+    assert bad.status_code == 422
+    time.sleep(1.6)  # one flush interval
+    log = read_predictions(project.workspace.predictions)
+    row = log[log["request_id"] == request_id].iloc[0]
+    assert row["label"] == "yes" and row["model_version"] == "1"
+    assert row["prediction"] == answer["predictions"][0]
+    assert row["in.state"] == rows[0][1]["state"]
+
+
+def test_metrics_count_requests_by_version_and_status(served, rows) -> None:
+    _, server = served
+    httpx.post(server.url + "/predict", json=rows[0][0])
+    text = httpx.get(server.url + "/metrics").text
+    assert 'flywheel_requests_total{endpoint="predict",model_version="1",status="200"}' in text
+    assert "flywheel_request_latency_seconds_bucket" in text
+    assert "flywheel_batch_rows_bucket" in text
+    assert 'flywheel_predictions_total{model_version="1"' in text
+
+
+def test_admin_reload_needs_the_token(served) -> None:
+    _, server = served
+    assert httpx.post(server.url + "/admin/reload").status_code == 401
+    ok = httpx.post(server.url + "/admin/reload", headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json()["models"]["champion"] == "1"
+
+
+def test_openapi_document_describes_the_models_features(served) -> None:
+    project, server = served
+    doc = httpx.get(server.url + "/openapi.json").json()
+    record = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    first = record["schema"]["oneOf"][0]
+    assert set(first["required"]) == set(project.schema.feature_columns)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12))
+def test_fuzzed_bodies_never_get_a_5xx(served, body: object) -> None:
+    _, server = served
+    for path in ("/predict", "/feedback", "/v2/models/x/infer"):
+        response = httpx.post(server.url + path, content=json.dumps(body).encode())
+        assert response.status_code < 500, (path, body, response.text)
