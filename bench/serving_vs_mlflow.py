@@ -53,6 +53,18 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
     raise SystemExit(f"server not ready: {url}")
 
 
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early ({proc.args})")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
 def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -93,7 +105,7 @@ def main() -> None:
                         .head(1).to_json(orient="records"))[0]
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri,
            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true", "BARE_CONFIG": str(work / "flywheel.yaml"),
-           "PYTHONPATH": str(REPO / "bench")}
+           "PYTHONPATH": str(REPO / "bench"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     servers = {
         "mlflow models serve": (
             [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{registry.model_name}/1",
@@ -117,7 +129,7 @@ def main() -> None:
             if ready:
                 wait_ready(url + ready, proc)
             else:
-                time.sleep(5)
+                wait_port(port, proc)
             answer = httpx.post(url + path, content=body,
                                 headers={"content-type": "application/json"}).json()
             wrk(url + path, body, 1, 2)  # warm-up
@@ -125,8 +137,9 @@ def main() -> None:
             c32 = wrk(url + path, body, 32, args.seconds)
             results[name] = {"answer": answer, "c1": c1, "c32": c32}
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
     anchor = results["mlflow models serve"]["c32"]["rps"]  # type: ignore[index]
     table = Table(title="One worker on core 0, wrk on core 1, one churn record per request")
     for heading in ("server", "c=1 p50 ms", "c=1 p99 ms", "c=32 req/s", "c=32 p99 ms",

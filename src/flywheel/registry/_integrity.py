@@ -15,6 +15,10 @@ from pathlib import Path
 __all__ = ["checksum_of", "describe_changes", "file_digests", "manifest_text", "parse_manifest"]
 
 _CHUNK = 1 << 20
+# MLflow itself adds this file to a registered model's folder when anyone loads it by a
+# models:/ URI (`mlflow models serve -m models:/name/1` does). flywheel never reads it, so it
+# is left out of the manifest rather than flagged as tampering.
+_MLFLOW_WRITTEN = frozenset({"registered_model_meta"})
 
 
 def file_digests(folder: str | Path) -> dict[str, str]:
@@ -22,6 +26,8 @@ def file_digests(folder: str | Path) -> dict[str, str]:
     root = Path(folder)
     digests: dict[str, str] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.parent == root and path.name in _MLFLOW_WRITTEN:
+            continue
         digest = hashlib.sha256()
         with path.open("rb") as fh:
             while chunk := fh.read(_CHUNK):

@@ -161,46 +161,71 @@ class PredictionLog:
 
 def _prediction_batch(features: Features, pending: list[tuple[Any, ...]],
                       schema: pa.Schema) -> pa.RecordBatch:
-    ids, ts, versions, latency, preds, values, probas = [], [], [], [], [], [], []
-    inputs: dict[str, list[Any]] = {name: [] for name, _ in features}
-    for request_id, when, version, latency_ms, records, predictions, probabilities in pending:
-        n = len(records)
-        for i, record in enumerate(records):
-            ids.append(request_id if n == 1 else f"{request_id}:{i}")
-            for name, column in inputs.items():
-                column.append(record.get(name))
+    """One record batch from pending requests: column by column, with list comprehensions
+    (this runs in the background thread, but it holds the GIL the request path needs)."""
+    records: list[Mapping[str, Any]] = []
+    ids: list[str] = []
+    ts: list[float] = []
+    versions: list[str] = []
+    latency: list[float] = []
+    preds: list[Any] = []
+    probas: list[Any] = []
+    regression = pending[0][6] is None
+    for count, (request_id, when, version, latency_ms, rows, predictions,
+                probabilities) in enumerate(pending):
+        if count % 256 == 255:
+            time.sleep(0)
+        n = len(rows)
+        records.extend(rows)
+        if n == 1:
+            ids.append(request_id)
+        else:
+            ids.extend(f"{request_id}:{i}" for i in range(n))
         ts.extend([when] * n)
         versions.extend([version] * n)
         latency.extend([latency_ms] * n)
-        if probabilities is None:
-            values.extend(float(p) for p in predictions)
-            preds.extend(str(p) for p in predictions)
-            probas.extend([None] * n)
-        else:
-            preds.extend(str(p) for p in predictions)
-            values.extend([None] * n)
+        preds.extend(predictions)
+        if probabilities is not None:
             probas.extend(probabilities)
+    n = len(records)
+    if regression:
+        values = pa.array(preds, pa.float64())
+        labels = pc.cast(values, pa.string())
+        proba_array = pa.nulls(n, pa.list_(pa.float32()))
+    else:
+        labels = _text_array(preds)
+        values = pa.nulls(n, pa.float64())
+        proba_array = pa.array(probas, pa.list_(pa.float32()))
     columns = [
         pa.array(ids, pa.string()),
-        pa.array((np.asarray(ts) * 1e6).astype("int64"), pa.int64()).cast(
-            pa.timestamp("us", tz="UTC")),
+        pa.array((np.asarray(ts) * 1e6).astype(np.int64)).cast(pa.timestamp("us", tz="UTC")),
         pa.array(versions, pa.string()),
         pa.array(latency, pa.float32()),
-        pa.array(preds, pa.string()),
-        pa.array(values, pa.float64()),
-        pa.array(probas, pa.list_(pa.float32())),
+        labels,
+        values,
+        proba_array,
     ]
     for name, numeric in features:
-        columns.append(_input_array(inputs[name], numeric))
+        column = [r.get(name) for r in records]
+        columns.append(_number_array(column) if numeric else _text_array(column))
+        time.sleep(0)  # let a waiting request take the GIL between columns
     return pa.record_batch(columns, schema=schema)
 
 
-def _input_array(values: list[Any], numeric: bool) -> pa.Array:
-    if numeric:
+def _number_array(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, pa.float64())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # text that slipped past validation
         return pa.array(pd.to_numeric(pd.Series(values, dtype=object), errors="coerce"),
                         pa.float64())
-    return pa.array([None if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-                     for v in values], pa.string())
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers or booleans in a text column
+        return pa.array([None if v is None else str(v).lower() if isinstance(v, bool)
+                         else str(v) for v in values], pa.string())
 
 
 def _read_streams(paths: Iterable[Path]) -> list[pa.Table]:

@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -114,6 +115,9 @@ class ServingApp:
                 return
 
     def startup(self) -> None:
+        # Background threads (prediction log, reconciler) hold the GIL for up to the switch
+        # interval (5 ms by default) before a request can run again: keep it short.
+        sys.setswitchinterval(0.0002)
         self.store.on_change = self._model_changed
         self.store.reconcile()
         self.store.start()
