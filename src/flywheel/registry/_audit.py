@@ -33,6 +33,7 @@ from typing import Any, Literal
 from filelock import FileLock, Timeout
 
 from flywheel.core.errors import WorkspaceBusyError, WorkspaceError
+from flywheel.core.workspace import fsync_dir
 
 __all__ = ["AuditEntry", "AuditHistory", "AuditLog", "AuditProblem", "current_user"]
 
@@ -242,7 +243,7 @@ class AuditLog:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
         except OSError as exc:
             raise WorkspaceError(f"cannot write the audit log {self.path}: {exc.strerror}. "
                                  "Check that the workspace is writable and not full.") from exc
@@ -270,12 +271,3 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
