@@ -74,7 +74,7 @@ class ModelStore:
         Registry errors are remembered in ``last_error`` and logged, never raised: the loaded
         models keep serving.
         """
-        changed = False
+        changed = failed = False
         try:
             targets = {alias: self.registry.alias_version(alias) for alias in self.aliases}
         except FlywheelError as exc:
@@ -93,11 +93,12 @@ class ModelStore:
                 served = self.by_version.get(version) or self._load(version)
             except FlywheelError as exc:
                 self._remember(f"cannot load version {version} for {alias}: {exc}")
+                failed = True
                 continue
             self._swap(alias, served)
             changed = True
-        if changed or self.last_error:
-            self.last_error = None if changed else self.last_error
+        if not failed:
+            self.last_error = None
         return changed
 
     def start(self) -> ModelStore:
