@@ -9,21 +9,25 @@ import pandas as pd
 from flywheel.core.errors import CompileError
 from flywheel.core.spec import Task
 from flywheel.data import DataSchema
-from flywheel.features import compile_predictor, verify_compiled
+from flywheel.features import CompiledPredictor, compile_predictor, verify_compiled
 
 ATOL = 1e-6
 """Largest absolute difference from the pipeline's output the fast form may show."""
 
 
-def compiled_form_tags(model: Any, schema: DataSchema, task: Task,
-                       holdout: pd.DataFrame) -> dict[str, str]:
-    """Version tags saying whether the compiled form reproduces the pipeline on ``holdout``.
+def compile_for_serving(model: Any, schema: DataSchema, task: Task, holdout: pd.DataFrame
+                        ) -> tuple[CompiledPredictor | None, dict[str, str]]:
+    """The compiled form if it reproduces the pipeline on ``holdout`` (else None), and version
+    tags saying so.
 
-    The server compiles the model again when it loads it (compilation is deterministic) and
-    uses the fast form only when these tags say it was verified.
+    The gates measure latency on what this returns; the server compiles the model again when
+    it loads it (compilation is deterministic) and uses the fast form only when the tags say it
+    was verified.
     """
     try:
         compiled = compile_predictor(model, schema, task=task)
     except CompileError as exc:
-        return {"flywheel.compiled.verified": "false", "flywheel.compiled.error": str(exc)[:500]}
-    return verify_compiled(compiled, model, holdout, atol=ATOL).to_tags()
+        return None, {"flywheel.compiled.verified": "false",
+                      "flywheel.compiled.error": str(exc)[:500]}
+    report = verify_compiled(compiled, model, holdout, atol=ATOL)
+    return (compiled if report.verified else None), report.to_tags()

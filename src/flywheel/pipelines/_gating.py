@@ -32,7 +32,7 @@ from flywheel.evaluation import (
     build_model_card,
     run_gates,
 )
-from flywheel.features import compile_predictor, verify_compiled
+from flywheel.features import CompiledPredictor
 from flywheel.registry import CHAMPION, MlflowRegistry, ModelVersionInfo
 from flywheel.registry._records import download_artifacts, log_artifact_folder
 
@@ -60,8 +60,12 @@ def gate_candidate(*, spec: ProjectSpec, schema: DataSchema, registry: MlflowReg
                    y_holdout: np.ndarray, prediction: np.ndarray, metric: str,
                    holdout_metrics: Mapping[str, float], cv_metrics: Mapping[str, float],
                    classes: tuple[str, ...], target_range: tuple[float, float] | None,
+                   compiled: CompiledPredictor | None = None,
                    on_gate: Callable[[str], None] | None = None) -> GateReport:
-    """Run the spec's gates on a freshly trained model, against the current champion."""
+    """Run the spec's gates on a freshly trained model, against the current champion.
+
+    ``compiled`` is the verified fast form the server will use (None: the pipeline serves).
+    """
     features = schema.feature_columns
     holdout = frame.iloc[holdout_rows].reset_index(drop=True)
     champion = _score_champion(registry, holdout, spec=spec, classes=classes)
@@ -72,20 +76,13 @@ def gate_candidate(*, spec: ProjectSpec, schema: DataSchema, registry: MlflowReg
         cv_metrics=cv_metrics, kinds={n: schema.columns[n].kind for n in features},
         champion=champion, groups=holdout[sensitive] if sensitive else None,
         target_range=target_range, seed=spec.training.search.seed,
-        fast_path=_fast_path(model, schema, spec, holdout[features]))
+        fast_path=_fast_path(compiled))
     return run_gates(spec.gates, inputs, on_gate=on_gate)
 
 
-def _fast_path(model: Any, schema: DataSchema, spec: ProjectSpec, holdout: pd.DataFrame
-               ) -> FastPath | None:
-    """The compiled predictor a server would use, if the model compiles and matches its
-    pipeline on the holdout (the server's own rule); otherwise the pipeline serves."""
-    try:
-        compiled = compile_predictor(model, schema, task=spec.target.task)
-        verified = verify_compiled(compiled, model, holdout).verified
-    except Exception:  # not compilable: the pipeline serves, and the gates measure it
-        return None
-    if not verified:
+def _fast_path(compiled: CompiledPredictor | None) -> FastPath | None:
+    """What a server answers with instead of the pipeline, if anything."""
+    if compiled is None:
         return None
     return FastPath(
         "compiled", predict_record=lambda record: compiled.predict_records([record]),

@@ -28,7 +28,7 @@ from flywheel.core.spec import ProjectSpec
 from flywheel.data import DataSchema, fingerprint_frame, profile_frame, validate_frame
 from flywheel.evaluation import GateReport, check_gates_config, compute_metrics, get_metric
 from flywheel.features import FEATURE_TRUSTED_TYPES, build_feature_pipeline
-from flywheel.pipelines._compile import compiled_form_tags
+from flywheel.pipelines._compile import compile_for_serving
 from flywheel.pipelines._gating import (
     GATES_ARTIFACT,
     TRAIN_ROWS_ARTIFACT,
@@ -183,12 +183,14 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 "params": result.params, "metric": metric.name,
             }, indent=1))
             stage("Running the gates")
+            compiled, compiled_tags = compile_for_serving(model, schema, spec.target.task,
+                                                          x_holdout)
             gates = gate_candidate(
                 spec=spec, schema=schema, registry=registry, model=model, frame=frame,
                 holdout_rows=holdout_rows, y_holdout=y_holdout, prediction=holdout_prediction,
                 metric=metric.name, holdout_metrics=holdout, cv_metrics=result.cv_metrics,
                 classes=tuple(encoding.classes), target_range=_target_range(y_search, spec),
-                on_gate=lambda name: stage(f"Running the gates: {name}"))
+                compiled=compiled, on_gate=lambda name: stage(f"Running the gates: {name}"))
             registry.log_artifact_text(run_id, GATES_ARTIFACT, gates.to_json())
             registry.log_artifact_text(run_id, TRAIN_ROWS_ARTIFACT,
                                        train_rows_record(x_search, features))
@@ -202,7 +204,7 @@ def train_project(project: Project, *, data: str | Path | None = None,
             version_tags = {**tags, "flywheel.learner": result.learner,
                             **{f"flywheel.{k}": f"{v:.6g}" for k, v in metrics.items()},
                             **gates.tags(),
-                            **compiled_form_tags(model, schema, spec.target.task, x_holdout)}
+                            **compiled_tags}
             version = _register(project, registry, logged, version_tags, gates)
             stage("Writing the model card")
             card_error = _write_card(
