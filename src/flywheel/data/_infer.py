@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 import numpy as np
@@ -212,7 +213,5 @@ def _epoch_seconds(s: pd.Series) -> pd.Series:
 
 
 def _nearest(name: str, options: list[str]) -> str:
-    import difflib
-
     near = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return f" (did you mean {near[0]!r}?)" if near else ""

@@ -15,7 +15,7 @@ import pandas as pd
 from flywheel.core.errors import CompileError
 from flywheel.core.spec import Task
 from flywheel.data import DataSchema
-from flywheel.features import compile_predictor, verify_compiled
+from flywheel.features import compile_predictor
 
 log = logging.getLogger("flywheel.serving")
 
@@ -64,13 +64,11 @@ class LoadedModel:
 
 
 def build_loaded_model(name: str, version: str, model: Any, schema: DataSchema,
-                       tags: Mapping[str, str], *, check_rows: pd.DataFrame | None = None
-                       ) -> LoadedModel:
+                       tags: Mapping[str, str]) -> LoadedModel:
     """Wrap a loaded pipeline, compiling it to the fast form when possible.
 
-    The compiled form answers only if it was verified: at registration (version tag
-    ``flywheel.compiled.verified``) or, for versions registered before compilation existed,
-    here on ``check_rows``.
+    The compiled form answers only if it was verified at registration (version tag
+    ``flywheel.compiled.verified``); otherwise the pipeline does.
     """
     task: Task = tags.get("flywheel.task", schema.task)  # type: ignore[assignment]
     _single_thread(model)
@@ -83,10 +81,7 @@ def build_loaded_model(name: str, version: str, model: Any, schema: DataSchema,
     except CompileError as exc:
         log.warning("version %s serves through the pipeline: %s", version, exc)
     else:
-        verified = tags.get("flywheel.compiled.verified")
-        if verified is None and check_rows is not None:
-            verified = str(verify_compiled(compiled, model, check_rows[columns]).verified).lower()
-        if verified == "true":
+        if tags.get("flywheel.compiled.verified") == "true":
             predictor, fast = compiled, True
         else:
             log.warning("version %s serves through the pipeline: its compiled form was not "
