@@ -29,7 +29,7 @@ import yaml
 from flywheel import Project
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-FLIGHTS = EXAMPLES / "flights" / "nycflights13_flights.parquet"
+FLIGHTS = REPO / "src" / "flywheel" / "demo" / "data" / "nycflights13_flights.parquet"
 FEATURES = ["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest",
             "distance", "hour"]
 

@@ -42,7 +42,7 @@ def diamonds() -> tuple[pd.DataFrame, str]:
 
 def flights() -> tuple[pd.DataFrame, str]:
     """50,000 flights of 2013 with what is known before departure; late = arrived > 15 min late."""
-    raw = pd.read_parquet(EX / "flights" / "nycflights13_flights.parquet")
+    raw = pd.read_parquet(EX.parent / "src" / "flywheel" / "demo" / "data" / "nycflights13_flights.parquet")
     raw = raw[raw["arr_delay"].notna()].sample(50_000, random_state=0)
     frame = raw[PRE_DEPARTURE].copy()
     frame["late"] = np.where(raw["arr_delay"] > 15, "yes", "no")

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
-FLIGHTS = REPO / "examples" / "flights" / "nycflights13_flights.parquet"
+FLIGHTS = REPO / "src" / "flywheel" / "demo" / "data" / "nycflights13_flights.parquet"
 
 
 def wall(args: list[str], cwd: Path) -> tuple[float, int]:

@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CHURN = EXAMPLES / "churn" / "mlc_churn.parquet"
-FLIGHTS = EXAMPLES / "flights" / "nycflights13_flights.parquet"
+FLIGHTS = REPO / "src" / "flywheel" / "demo" / "data" / "nycflights13_flights.parquet"
 DIAMONDS = EXAMPLES / "diamonds" / "diamonds.parquet"
 
 
