@@ -182,8 +182,8 @@ class ServingApp:
         except InputProblems as exc:
             raise HttpError(422, "the input does not match the model's features",
                             exc.problems) from None
-        predictions, probabilities = await self._answer(served, records)
         request_id = _request_id(scope)
+        predictions, probabilities = await self._answer(served, records, request_id, started)
         payload: dict[str, Any] = {"request_id": request_id, "model_version": served.version,
                                    "predictions": predictions}
         if probabilities is not None:
@@ -192,11 +192,16 @@ class ServingApp:
         self._record(request_id, served, records, predictions, probabilities, started)
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
 
-    async def _answer(self, served: ServedModel, records: list[dict[str, Any]]) -> Any:
+    async def _answer(self, served: ServedModel, records: list[dict[str, Any]],
+                      request_id: str, started: float) -> Any:
         try:
             return await self.batcher.submit(served, records)
         except Exception as exc:  # the model raised on this input
             log.warning("version %s failed on a request: %s", served.version, exc)
+            if self.log is not None:
+                self.log.append_error(request_id, time.time(), served.version,
+                                      (time.perf_counter() - started) * 1000.0, "champion",
+                                      f"{type(exc).__name__}: {exc}"[:500])
             raise HttpError(422, f"the model could not score this input: {exc}") from None
 
     def _record(self, request_id: str, served: ServedModel, records: list[dict[str, Any]],
@@ -229,8 +234,9 @@ class ServingApp:
             except InputProblems as exc:
                 raise HttpError(422, "the inputs do not match the model's features",
                                 exc.problems) from None
-            predictions, probabilities = await self._answer(served, records)
             request_id = request_id or _request_id(scope)
+            predictions, probabilities = await self._answer(served, records, request_id,
+                                                            started)
             self._record(request_id, served, records, predictions, probabilities, started)
             return 200, v2_response(served, request_id, predictions, probabilities), served.version
         raise HttpError(405, f"{method} {path} is not allowed")

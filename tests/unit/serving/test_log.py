@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from flywheel.serving import _log as log_module
+from flywheel.serving._log import PredictionLog, read_feedback, read_predictions
+
+LAYOUT = (("tenure", True), ("plan", False))
+
+
+def _log(tmp_path, **kwargs) -> PredictionLog:
+    return PredictionLog(tmp_path / "predictions", **kwargs)
+
+
+def test_classifier_rows_round_trip_with_inputs_probabilities_and_arm(tmp_path,
+                                                                     monkeypatch) -> None:
+    def slow_path(*args: object) -> None:
+        raise AssertionError("well-typed rows must not take the Python fallback")
+
+    monkeypatch.setattr(log_module, "_prediction_batch", slow_path)
+    log = _log(tmp_path)
+    now = time.time()
+    log.append(LAYOUT, "a", now, "3", 0.25, [{"tenure": 12, "plan": "gold"}], ["yes"],
+               [[0.2, 0.8]])
+    log.append(LAYOUT, "b", now, "4", 0.5, [{"tenure": 1.5, "plan": None}], ["no"],
+               np.array([[0.9, 0.1]]), arm="challenger")
+    log.close()
+    frame = read_predictions(tmp_path / "predictions").set_index("request_id")
+    assert frame.loc["a", "prediction"] == "yes"
+    assert frame.loc["b", "model_version"] == "4"
+    assert frame.loc["b", "arm"] == "challenger" and frame.loc["a", "arm"] == "champion"
+    assert frame.loc["a", "in.tenure"] == 12.0 and frame.loc["a", "in.plan"] == "gold"
+    assert pd.isna(frame.loc["b", "in.plan"])
+    assert list(frame.loc["b", "probabilities"]) == pytest.approx([0.9, 0.1])
+    assert frame["error"].isna().all()
+    assert abs(frame.loc["a", "ts"].timestamp() - now) < 1e-3
+
+
+def test_multi_row_requests_get_one_row_each_with_suffixed_ids(tmp_path) -> None:
+    log = _log(tmp_path)
+    rows = [{"tenure": i, "plan": "p"} for i in range(3)]
+    log.append(LAYOUT, "r", time.time(), "1", 1.0, rows, ["x", "y", "z"],
+               [[0.1, 0.9]] * 3)
+    log.close()
+    frame = read_predictions(tmp_path / "predictions")
+    assert sorted(frame["request_id"]) == ["r:0", "r:1", "r:2"]
+    assert frame.sort_values("request_id")["in.tenure"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_regression_rows_store_values_and_no_probabilities(tmp_path) -> None:
+    log = _log(tmp_path)
+    log.append(LAYOUT, "a", time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], [123.5], None)
+    log.close()
+    frame = read_predictions(tmp_path / "predictions")
+    assert frame["value"].tolist() == [123.5]
+    assert frame["probabilities"].isna().all()
+
+
+def test_mixed_types_in_a_text_column_are_kept_as_text(tmp_path) -> None:
+    log = _log(tmp_path)
+    log.append(LAYOUT, "a", time.time(), "1", 1.0, [{"tenure": 3, "plan": 415}], ["no"],
+               [[0.5, 0.5]])
+    log.append(LAYOUT, "b", time.time(), "1", 1.0, [{"tenure": 3, "plan": "415"}], ["no"],
+               [[0.5, 0.5]])
+    log.append(LAYOUT, "c", time.time(), "1", 1.0, [{"tenure": 3, "plan": True}], [True],
+               [[0.5, 0.5]])
+    log.close()
+    frame = read_predictions(tmp_path / "predictions").set_index("request_id")
+    assert frame["in.plan"].tolist() == ["415", "415", "true"]
+    assert frame.loc["c", "prediction"] == "true"
+
+
+def test_failed_model_calls_are_logged_as_error_rows_against_their_version(tmp_path) -> None:
+    log = _log(tmp_path)
+    log.append(LAYOUT, "a", time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+               [[0.5, 0.5]])
+    log.append_error("a", time.time(), "2", 3.0, "challenger", "ValueError: boom")
+    log.close()
+    frame = read_predictions(tmp_path / "predictions")
+    errors = frame[frame["error"].notna()]
+    assert errors[["request_id", "model_version", "arm", "error"]].values.tolist() == [
+        ["a", "2", "challenger", "ValueError: boom"]]
+    assert errors["prediction"].isna().all()
+
+
+def test_feedback_joins_the_latest_label_per_request(tmp_path) -> None:
+    log = _log(tmp_path)
+    log.append(LAYOUT, "a", time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+               [[0.5, 0.5]])
+    log.append_feedback([("a", "no")])
+    log.flush()
+    log.append_feedback([("a", "yes"), ("unknown", 1)])
+    log.close()
+    frame = read_predictions(tmp_path / "predictions")
+    assert frame["label"].tolist() == ["yes"]
+    assert set(read_feedback(tmp_path / "predictions")["request_id"]) == {"a", "unknown"}
+
+
+def test_background_thread_writes_within_the_flush_interval(tmp_path) -> None:
+    log = _log(tmp_path, flush_interval=0.05).start()
+    try:
+        log.append(LAYOUT, "a", time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+                   [[0.5, 0.5]])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and read_predictions(tmp_path / "predictions").empty:
+            time.sleep(0.05)
+        assert read_predictions(tmp_path / "predictions")["request_id"].tolist() == ["a"]
+    finally:
+        log.close()
+
+
+def test_a_torn_last_batch_is_skipped_and_earlier_batches_stay_readable(tmp_path) -> None:
+    log = _log(tmp_path)
+    for rid in ("a", "b"):
+        log.append(LAYOUT, rid, time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+                   [[0.5, 0.5]])
+        log.flush()
+    log.close()
+    segment = next((tmp_path / "predictions").glob("pred-*.arrows"))
+    data = segment.read_bytes()
+    segment.write_bytes(data[: len(data) - 40])
+    frame = read_predictions(tmp_path / "predictions")
+    assert frame["request_id"].tolist() == ["a"]
+
+
+def test_segments_without_arm_and_error_columns_read_as_champion(tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    schema = pa.schema([("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
+                        ("model_version", pa.string()), ("prediction", pa.string())])
+    with pa.OSFile(str(folder / "pred-old-0.arrows"), "wb") as sink, \
+            pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(pa.record_batch([pa.array(["old"]), pa.array([0], pa.timestamp(
+            "us", tz="UTC")), pa.array(["1"]), pa.array(["no"])], schema=schema))
+    frame = read_predictions(folder)
+    assert frame["arm"].tolist() == ["champion"]
+    assert frame["error"].isna().all()
