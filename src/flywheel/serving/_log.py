@@ -14,7 +14,8 @@ every request behind it.) Consequences, stated in the README:
 - SIGKILL or power loss: at most the last second (one flush interval) is lost;
 - a batch torn by a crash mid-write is skipped when reading; earlier batches stay readable.
 
-Rows carry the ``arm`` that answered (``champion``, ``challenger``, ``shadow`` or an arm name
+``event_ts`` is the time of the event the prediction is about, when the client says so (header
+``x-flywheel-event-time``: replays and backfills); read back, it is ``ts`` where not given. Rows carry the ``arm`` that answered (``champion``, ``challenger``, ``shadow`` or an arm name
 of a rollout) and an ``error`` text for a failed model call (no prediction then).
 
 Reading a window is a scan of memory-mapped Arrow files, about a million rows in a fraction of
@@ -52,6 +53,7 @@ _PRED_META = [
     pa.field("value", pa.float64()),
     pa.field("probabilities", pa.list_(pa.float32())),
     pa.field("error", pa.string()),
+    pa.field("event_ts", pa.timestamp("us", tz="UTC")),
 ]
 _FEEDBACK = pa.schema([
     pa.field("request_id", pa.string()),
@@ -124,10 +126,10 @@ class PredictionLog:
                latency_ms: float, records: Sequence[Mapping[str, Any]],
                predictions: Sequence[Any],
                probabilities: Sequence[Sequence[float]] | None, *,
-               arm: str = DEFAULT_ARM) -> None:
+               arm: str = DEFAULT_ARM, event_time: float | None = None) -> None:
         line = orjson.dumps({"r": request_id, "t": when, "v": version, "a": arm,
                              "l": latency_ms, "p": predictions, "q": probabilities,
-                             "x": records}, option=_NUMPY)
+                             "e": event_time, "x": records}, option=_NUMPY)
         with self._lock:
             self._pending.append((features, line))
 
@@ -202,7 +204,7 @@ def _wire_schema(features: Features) -> pa.Schema:
     numeric = [pa.field(name, pa.float64()) for name, is_number in features if is_number]
     return pa.schema([pa.field("r", pa.string()), pa.field("t", pa.float64()),
                       pa.field("v", pa.string()), pa.field("a", pa.string()),
-                      pa.field("l", pa.float64()),
+                      pa.field("l", pa.float64()), pa.field("e", pa.float64()),
                       pa.field("q", pa.list_(pa.list_(pa.float32()))),
                       pa.field("x", pa.list_(pa.struct(numeric)))])
 
@@ -225,7 +227,8 @@ def _batch_from_lines(features: Features, lines: list[bytes],
 
 
 def _unpack(row: dict[str, Any]) -> tuple[Any, ...]:
-    return row["r"], row["t"], row["v"], row["a"], row["l"], row["x"], row["p"], row["q"]
+    return (row["r"], row["t"], row["v"], row["a"], row["l"], row["x"], row["p"], row["q"],
+            row.get("e"))
 
 
 def _explode(table: pa.Table, features: Features, schema: pa.Schema) -> pa.RecordBatch:
@@ -259,12 +262,18 @@ def _explode(table: pa.Table, features: Features, schema: pa.Schema) -> pa.Recor
                table.column("v").combine_chunks().take(parent),
                table.column("a").combine_chunks().take(parent),
                table.column("l").combine_chunks().take(parent).cast(pa.float32()),
-               labels, values, proba, pa.nulls(n, pa.string())]
+               labels, values, proba, pa.nulls(n, pa.string()),
+               _timestamps(table.column("e").combine_chunks().take(parent))]
     present = {records.type.field(i).name for i in range(records.type.num_fields)}
     for name, numeric in features:
         kind = pa.float64() if numeric else pa.string()
         columns.append(records.field(name).cast(kind) if name in present else pa.nulls(n, kind))
     return pa.record_batch(columns, schema=schema)
+
+
+def _timestamps(seconds: pa.Array) -> pa.Array:
+    micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+    return micros.cast(pa.timestamp("us", tz="UTC"))
 
 
 def _error_batch(errors: list[tuple[str, float, str, float, str, str]],
@@ -276,7 +285,8 @@ def _error_batch(errors: list[tuple[str, float, str, float, str, str]],
         pa.array(rid, pa.string()), pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
         pa.array(version, pa.string()), pa.array(arm, pa.string()),
         pa.array(latency, pa.float32()), pa.nulls(n, pa.string()), pa.nulls(n, pa.float64()),
-        pa.nulls(n, pa.list_(pa.float32())), pa.array(error, pa.string())], schema=schema)
+        pa.nulls(n, pa.list_(pa.float32())), pa.array(error, pa.string()),
+        pa.nulls(n, pa.timestamp("us", tz="UTC"))], schema=schema)
 
 
 def _prediction_batch(features: Features, pending: list[tuple[Any, ...]],
@@ -290,9 +300,10 @@ def _prediction_batch(features: Features, pending: list[tuple[Any, ...]],
     latency: list[float] = []
     preds: list[Any] = []
     probas: list[Any] = []
+    events: list[float | None] = []
     regression = pending[0][7] is None
     for count, (request_id, when, version, arm, latency_ms, rows, predictions,
-                probabilities) in enumerate(pending):
+                probabilities, event) in enumerate(pending):
         if count % 256 == 255:
             time.sleep(0)
         n = len(rows)
@@ -305,6 +316,7 @@ def _prediction_batch(features: Features, pending: list[tuple[Any, ...]],
         versions.extend([version] * n)
         arms.extend([arm] * n)
         latency.extend([latency_ms] * n)
+        events.extend([event] * n)
         preds.extend(predictions)
         if probabilities is not None:
             probas.extend(probabilities)
@@ -327,6 +339,7 @@ def _prediction_batch(features: Features, pending: list[tuple[Any, ...]],
         values,
         proba_array,
         pa.nulls(n, pa.string()),
+        _timestamps(pa.array(events, pa.float64())),
     ]
     for name, numeric in features:
         column = [r.get(name) for r in records]
@@ -397,6 +410,10 @@ def read_predictions(folder: str | Path, *, since: dt.datetime | None = None,
     frame["arm"] = frame["arm"].fillna(DEFAULT_ARM)
     if "error" not in frame:
         frame["error"] = None
+    if "event_ts" in frame:
+        frame["event_ts"] = frame["event_ts"].fillna(frame["ts"])
+    else:
+        frame["event_ts"] = frame["ts"]
     if with_labels:
         labels = read_feedback(folder)
         frame = frame.merge(labels, on="request_id", how="left")

@@ -140,3 +140,15 @@ def test_segments_without_arm_and_error_columns_read_as_champion(tmp_path) -> No
     frame = read_predictions(folder)
     assert frame["arm"].tolist() == ["champion"]
     assert frame["error"].isna().all()
+
+
+def test_event_time_is_kept_when_given_and_defaults_to_the_request_time(tmp_path) -> None:
+    log = _log(tmp_path)
+    now = time.time()
+    log.append(LAYOUT, "a", now, "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"], [[0.5, 0.5]],
+               event_time=1_362_000_000.0)
+    log.append(LAYOUT, "b", now, "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"], [[0.5, 0.5]])
+    log.close()
+    frame = read_predictions(tmp_path / "predictions").set_index("request_id")
+    assert frame.loc["a", "event_ts"].timestamp() == 1_362_000_000.0
+    assert frame.loc["b", "event_ts"] == frame.loc["b", "ts"]
