@@ -1,0 +1,173 @@
+"""The ``monitoring:`` section of flywheel.yaml: windows, drift methods and thresholds, alert
+rules and sinks.
+
+Rules (``drift_share > 0.3``) are parsed here with a regular expression and never evaluated as
+code; ``flywheel.monitoring.evaluate_rules`` checks them against a window's metrics, and the
+retraining loop's triggers reuse ``RuleSpec``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AlertSinkSpec",
+    "AlertsSpec",
+    "DriftMethod",
+    "DriftSpec",
+    "MonitoringSpec",
+    "RuleOp",
+    "RuleSpec",
+    "SinkKind",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+RuleOp = Literal[">=", ">", "<=", "<"]
+_RULE = re.compile(r"^\s*([A-Za-z_][\w.:/-]*)\s*(>=|<=|>|<)\s*"
+                   r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+class RuleSpec(_Section):
+    """A condition on a named metric, such as ``drift_share > 0.3``: it holds when the metric
+    compares true. Written as that text or as a mapping {metric, op, value}; parsed with a
+    regular expression, never evaluated as code. Alert rules fire when they hold (the retraining
+    loop's triggers use the same form)."""
+
+    metric: str = Field(min_length=1)
+    op: RuleOp
+    value: float
+    severity: Literal["warning", "critical"] = "warning"
+    """How loud the alert is; sinks pass it on."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        found = _RULE.match(raw)
+        if found is None:
+            raise ValueError(f"must look like \"drift_share > 0.3\" (a metric name, one of >, "
+                             f">=, <, <= and a number), got {raw!r}")
+        return {"metric": found.group(1), "op": found.group(2), "value": float(found.group(3))}
+
+    def holds(self, value: float) -> bool:
+        """True if ``value`` satisfies the rule (NaN never does)."""
+        if value != value:
+            return False
+        return {">": value > self.value, ">=": value >= self.value,
+                "<": value < self.value, "<=": value <= self.value}[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+SinkKind = Literal["log", "file", "webhook", "prometheus"]
+
+
+class AlertSinkSpec(_Section):
+    """Where fired alerts go."""
+
+    kind: SinkKind
+    """log (the flywheel.monitoring logger), file (JSON lines), webhook (POST JSON) or
+    prometheus (gauges of every monitoring metric and alert)."""
+    path: str | None = None
+    """file: the JSONL file (default .flywheel/monitoring/alerts.jsonl); prometheus: a text
+    file for node_exporter's textfile collector (optional)."""
+    url: str | None = None
+    """webhook: where to POST."""
+    url_env: str | None = None
+    """webhook: the environment variable holding the URL (keeps secrets out of this file)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """webhook: extra HTTP headers."""
+    timeout_seconds: float = Field(5.0, gt=0)
+    """webhook: per attempt."""
+    retries: int = Field(3, ge=0, le=10)
+    """webhook: attempts after the first, with exponential backoff."""
+    backoff_seconds: float = Field(1.0, ge=0)
+    """webhook: wait before the first retry; doubled each time."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """prometheus: serve the gauges on this port while `flywheel monitor --watch` runs."""
+
+    @model_validator(mode="after")
+    def _check_target(self) -> AlertSinkSpec:
+        if self.kind == "webhook" and not (self.url or self.url_env):
+            raise ValueError("a webhook sink needs `url` or `url_env`")
+        return self
+
+
+class AlertsSpec(_Section):
+    rules: list[RuleSpec] = Field(default_factory=lambda: [
+        RuleSpec(metric="dataset_drift", op=">", value=0),
+        RuleSpec(metric="estimated_roc_auc_drop", op=">", value=0.05),
+        RuleSpec(metric="roc_auc_drop", op=">", value=0.05),
+        RuleSpec(metric="error_rate", op=">", value=0.01),
+    ])
+    """Each rule that holds fires an alert; see `flywheel monitor --json` for metric names.
+    A rule on a metric the window cannot give (no labels, a regression task) is skipped."""
+    sinks: list[AlertSinkSpec] = Field(default_factory=lambda: [
+        AlertSinkSpec(kind="log"), AlertSinkSpec(kind="file")])
+    cooldown_seconds: float = Field(3600.0, ge=0)
+    """An alert that fired is not sent again for this long (it is still reported)."""
+
+
+DriftMethod = Literal["auto", "ks", "wasserstein", "psi", "chi2", "jensenshannon"]
+
+
+class DriftSpec(_Section):
+    """Per-column drift of features, prediction and label against the version's reference."""
+
+    numeric_method: Literal["auto", "ks", "wasserstein", "psi"] = "auto"
+    """auto: Kolmogorov-Smirnov while the smaller sample has at most test_max_rows rows,
+    Wasserstein distance normalized by the reference's standard deviation above."""
+    categorical_method: Literal["auto", "chi2", "jensenshannon", "psi"] = "auto"
+    """auto: chi-square test of homogeneity up to test_max_rows, Jensen-Shannon distance above."""
+    columns: dict[str, DriftMethod] = Field(default_factory=dict)
+    """Per-column method, overriding the two above."""
+    exclude: list[str] = Field(default_factory=list)
+    """Columns not checked for drift."""
+    test_max_rows: int = Field(1000, ge=1)
+    """Statistical tests up to this many rows; above, every difference is significant, so
+    auto switches to distances with practical thresholds."""
+    significance: float = Field(0.05, gt=0.0, lt=0.5)
+    """A test flags drift when its p-value is below this (the false-alarm rate per column)."""
+    wasserstein_threshold: float = Field(0.1, gt=0.0)
+    jensenshannon_threshold: float = Field(0.1, gt=0.0, le=1.0)
+    psi_threshold: float = Field(0.2, gt=0.0)
+    drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    """The data set drifts (metric dataset_drift = 1) when at least this share of columns do."""
+    multivariate: bool = True
+    """Train a domain classifier to tell reference rows from current rows."""
+    multivariate_threshold: float = Field(0.7, gt=0.5, le=1.0)
+    """Its cross-validated ROC AUC at or above this means multivariate drift."""
+    multivariate_rows: int = Field(5000, ge=100)
+    """Rows drawn from each side for the classifier (reported)."""
+
+
+class MonitoringSpec(_Section):
+    """`flywheel monitor`: drift, data quality, performance and alerts of the serving model."""
+
+    enabled: bool = True
+    """Monitoring configured for the model; a rollout refuses to start without it."""
+    version: str = "champion"
+    """The alias (or version number) whose reference and calibration are compared against."""
+    window_rows: int = Field(10_000, ge=1)
+    """Default window: the last N rows of the prediction log."""
+    min_rows: int = Field(50, ge=1)
+    """Fewer rows than this: drift and performance are not computed (reported)."""
+    sample_rows: int | None = Field(None, ge=100)
+    """Draw at most this many rows of a window for drift and quality (reported when used)."""
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    """Level of the confidence intervals of measured performance."""
+    bootstrap: int = Field(500, ge=100, le=100_000)
+    """Bootstrap resamples for those intervals."""
+    report: str = ".flywheel/monitoring/report.html"
+    """Where the HTML report is written (relative to this file)."""
+    drift: DriftSpec = DriftSpec()
+    alerts: AlertsSpec = AlertsSpec()

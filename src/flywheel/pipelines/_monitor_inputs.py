@@ -1,0 +1,205 @@
+"""What a monitoring run reads: the version (its reference, calibrator, schema and holdout
+metrics, from the run's artifacts and tags) and the window (prediction log or data file).
+
+A version trained before monitoring references existed falls back to its 20-bin data profile;
+a log that cannot be read, or holds a corrupt segment, gives a window with notes saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from flywheel.core._yaml import read_yaml_text
+from flywheel.core.errors import FlywheelError, MonitoringError, RegistryError
+from flywheel.core.spec import parse_config
+from flywheel.data import DataSchema, ReferenceProfile
+from flywheel.monitoring import (
+    Calibrator,
+    MonitoredVersion,
+    MonitoringReference,
+    Window,
+    reference_from_profile,
+    window_from_frame,
+    window_from_log,
+)
+from flywheel.pipelines._monitoring_reference import CALIBRATION_ARTIFACT, REFERENCE_ARTIFACT
+
+if TYPE_CHECKING:
+    from flywheel.pipelines.monitor import MonitorCache, WindowRequest
+    from flywheel.pipelines.project import Project
+    from flywheel.registry import MlflowRegistry, ModelVersionInfo
+
+__all__ = ["load_version", "read_window"]
+
+log = logging.getLogger("flywheel.monitoring")
+
+
+def load_version(project: Project, registry: MlflowRegistry, info: ModelVersionInfo
+                 ) -> MonitoredVersion:
+    """What monitoring needs of a registered version, from its run's artifacts and tags.
+
+    Raises:
+        MonitoringError: If the run has neither a monitoring reference nor a data profile.
+    """
+    notes: list[str] = []
+    run = info.run_id or ""
+    schema = project.schema
+    with contextlib.suppress(RegistryError, FlywheelError, ValueError):
+        schema = parse_config(DataSchema, read_yaml_text(registry.read_artifact_text(
+            run, "schema.yaml")), path=None, what="schema", expected="target, task, columns")
+    meta: dict[str, Any] = {}
+    with contextlib.suppress(RegistryError, ValueError):
+        meta = json.loads(registry.read_artifact_text(run, "model_meta.json"))
+    try:
+        reference = MonitoringReference.from_json(registry.read_artifact_text(
+            run, REFERENCE_ARTIFACT))
+    except RegistryError:
+        try:
+            profile = ReferenceProfile.model_validate_json(registry.read_artifact_text(
+                run, "profile.json"))
+        except (RegistryError, ValueError) as exc:
+            raise MonitoringError(
+                f"version {info.version} has no monitoring reference and no data profile to "
+                f"compare with ({exc}); retrain it with `flywheel train`.") from exc
+        reference = reference_from_profile(profile, schema)
+        notes.append(f"version {info.version} was trained before monitoring references: "
+                     "drift uses its 20-bin data profile (approximate), without prediction "
+                     "drift or multivariate drift; retrain to store the full reference")
+    calibrator = None
+    task = info.tags.get("flywheel.task", project.spec.target.task)
+    if task != "regression":
+        with contextlib.suppress(RegistryError):
+            calibrator = Calibrator.from_json(registry.read_artifact_text(
+                run, CALIBRATION_ARTIFACT))
+    classes = tuple(json.loads(info.tags.get("flywheel.classes", "[]")))
+    holdout = {k.removeprefix("flywheel.holdout_"): float(v) for k, v in info.tags.items()
+               if k.startswith("flywheel.holdout_") and _is_number(v)}
+    features = tuple(meta.get("features") or schema.feature_columns)
+    return MonitoredVersion(
+        model=registry.model_name, version=info.version, task=task, target=schema.target,
+        features=features, classes=classes, schema=schema, reference=reference,
+        calibrator=calibrator, holdout=holdout, notes=tuple(notes))
+
+
+def read_window(project: Project, registry: MlflowRegistry, info: ModelVersionInfo,
+                 version: MonitoredVersion, request: WindowRequest,
+                 cache: MonitorCache) -> Window:
+    if request.data is not None:
+        return _window_from_data(project, registry, info, version, request, cache)
+    from flywheel.serving import read_feedback, read_predictions  # the serving stack loads on use
+
+    folder = project.workspace.predictions
+    last = request.last
+    if last is None and request.since is None and request.until is None:
+        last = project.spec.monitoring.window_rows
+    where = _describe(request, last)
+    with _captured("flywheel.serving") as problems:
+        try:
+            log_rows = read_predictions(folder, since=request.since, until=request.until,
+                                        last=last, with_labels=True)
+        except Exception as exc:  # noqa: BLE001 - an unreadable log is a partial report
+            problems.append(f"the prediction log could not be read ({type(exc).__name__}: "
+                            f"{exc})")
+            log_rows = None
+    notes = [f"prediction log: {p}" for p in problems]
+    if log_rows is None:
+        log_rows = pd.DataFrame()
+    window = window_from_log(log_rows, features=version.features, target=version.target,
+                             task=version.task, classes=version.classes,
+                             version=version.version, source=where, notes=notes)
+    unknown = _unknown_label_ids(folder, read_feedback, read_predictions)
+    if unknown:
+        window = dataclasses.replace(window, notes=(*window.notes, (
+            f"{unknown} label(s) from /feedback name request ids the prediction log does not "
+            "have (unknown or not yet flushed); they are ignored")),
+            metrics={**window.metrics, "unknown_label_ids": float(unknown)})
+    return window
+
+
+def _window_from_data(project: Project, registry: MlflowRegistry, info: ModelVersionInfo,
+                      version: MonitoredVersion, request: WindowRequest,
+                      cache: MonitorCache) -> Window:
+    if request.data is None:
+        raise MonitoringError("no data file to monitor.")
+    frame = project.load_data(request.data)
+    if request.last is not None:
+        frame = frame.tail(request.last)
+    model = cache.models.get(info.version)
+    if model is None:
+        model = cache.models[info.version] = registry.load_model(
+            info.version, allow_pickle=project.spec.training.allow_pickle)
+    present = [f for f in version.features if f in frame.columns]
+    proba = values = None
+    notes: list[str] = []
+    if len(present) == len(version.features) and len(frame):
+        inputs = frame[list(version.features)]
+        if version.task == "regression":
+            values = np.asarray(model.predict(inputs), dtype=float)
+        else:
+            proba = np.asarray(model.predict_proba(inputs), dtype=float)
+    elif len(frame):
+        notes.append("the file lacks some of the model's features: no predictions, so no "
+                     "performance or prediction drift")
+    window = window_from_frame(frame, features=version.features, target=version.target,
+                               task=version.task, classes=version.classes,
+                               source=f"file {request.data}", proba=proba, values=values)
+    return dataclasses.replace(window, notes=(*window.notes, *notes))
+
+
+def _unknown_label_ids(folder: Path, read_feedback: Any, read_predictions: Any) -> int:
+    try:
+        feedback = read_feedback(folder)
+        if len(feedback) == 0:
+            return 0
+        known = read_predictions(folder, with_labels=False)["request_id"]
+        return int((~feedback["request_id"].isin(known)).sum())
+    except Exception:  # noqa: BLE001 - counting stray labels must not fail a run
+        log.warning("could not check feedback request ids", exc_info=True)
+        return 0
+
+
+def _describe(request: WindowRequest, last: int | None) -> str:
+    parts = []
+    if last is not None:
+        parts.append(f"last {last:,} rows")
+    if request.since is not None:
+        parts.append(f"since {request.since.isoformat(timespec='seconds')}")
+    if request.until is not None:
+        parts.append(f"until {request.until.isoformat(timespec='seconds')}")
+    return "prediction log, " + ", ".join(parts)
+
+
+@contextlib.contextmanager
+def _captured(logger: str) -> Iterator[list[str]]:
+    """Warnings of ``logger`` during the block (the log reader reports skipped segments so)."""
+    found: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                found.append(record.getMessage())
+
+    handler = _Keep()
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    try:
+        yield found
+    finally:
+        target.removeHandler(handler)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

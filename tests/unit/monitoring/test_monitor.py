@@ -1,0 +1,80 @@
+"""One monitoring run: every section it can compute, the rest noted; rules checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from flywheel.core.spec import MonitoringSpec
+from flywheel.monitoring import MonitoredVersion, monitor_window, window_from_frame
+from tests.conftest import make_mixed
+from tests.unit.monitoring.conftest import CLASSES, MIXED_FEATURES, mixed_proba, mixed_window
+
+
+def test_a_labelled_window_has_measured_and_estimated_performance_side_by_side(
+        version: MonitoredVersion) -> None:
+    result = monitor_window(mixed_window(make_mixed(1500, seed=2)), version, MonitoringSpec())
+    m = result.metrics
+    assert m["labelled_rows"] == 1500 and m["roc_auc_low"] < m["roc_auc"] < m["roc_auc_high"]
+    assert abs(m["estimated_roc_auc"] - m["roc_auc"]) < 0.05
+    assert m["roc_auc_drop"] == pytest.approx(0.80 - m["roc_auc"])
+    assert result.performance is not None and "no concept drift" in str(
+        result.performance.assumption)
+    assert m["dataset_drift"] == 0 and m["multivariate_drift"] == 0 and result.complete
+    assert not result.alerted
+
+
+def test_a_shifted_window_fires_the_drift_rule(version: MonitoredVersion) -> None:
+    shifted = make_mixed(1500, seed=3)
+    shifted["x"] += 2.0
+    shifted["count"] = shifted["count"] * 3
+    spec = MonitoringSpec.model_validate({"alerts": {"rules": ["drift_share > 0.3"]}})
+    result = monitor_window(mixed_window(shifted, labels=False), version, spec)
+    assert {"x", "count"} <= set(result.drift.drifted)  # type: ignore[union-attr]
+    assert result.metrics["prediction_drift"] == 1 and "roc_auc" not in result.metrics
+    assert [a.rule for a in result.alerts] == ["drift_share > 0.3"]
+    assert result.sent is None and not result.held_back(result.alerts[0])  # nothing sent here
+
+
+def test_an_empty_window_is_a_partial_report_that_says_so(version: MonitoredVersion) -> None:
+    result = monitor_window(mixed_window(make_mixed(10).iloc[:0]), version, MonitoringSpec())
+    assert result.drift is None and result.performance is None and not result.complete
+    assert any("no rows" in n for n in result.notes) and result.metrics["rows"] == 0
+
+
+def test_a_window_below_min_rows_gets_quality_but_no_drift(version: MonitoredVersion) -> None:
+    result = monitor_window(mixed_window(make_mixed(20)), version, MonitoringSpec())
+    assert result.drift is None and result.quality is not None
+    assert any("fewer than monitoring.min_rows" in n for n in result.notes)
+
+
+def test_a_missing_column_and_no_calibrator_leave_notes_not_errors(
+        version: MonitoredVersion) -> None:
+    import dataclasses
+
+    bare = dataclasses.replace(version, calibrator=None)
+    frame = make_mixed(500, seed=4)
+    window = window_from_frame(frame.drop(columns=["colour"]), features=MIXED_FEATURES,
+                               target="label", task="binary", classes=CLASSES, source="t",
+                               proba=mixed_proba(frame))
+    result = monitor_window(window, bare, MonitoringSpec())
+    notes = " | ".join(result.notes)
+    assert "colour" in notes and "no calibrator" in notes
+    assert "estimated_roc_auc" not in result.metrics and "roc_auc" in result.metrics
+
+
+def test_sampling_is_reported_when_the_spec_asks_for_it(version: MonitoredVersion) -> None:
+    spec = MonitoringSpec(sample_rows=200)
+    result = monitor_window(mixed_window(make_mixed(1000, seed=5)), version, spec)
+    assert result.window.sampled == 200
+    assert any("sampled 200 of 1,000 rows" in n for n in result.notes)
+    assert result.drift.columns[0].current_rows <= 200  # type: ignore[union-attr]
+
+
+def test_the_json_form_holds_every_verdict_and_has_no_nan(version: MonitoredVersion) -> None:
+    import json
+
+    result = monitor_window(mixed_window(make_mixed(300, seed=6)), version, MonitoringSpec())
+    data = json.loads(result.to_json())
+    assert {"column", "method", "score", "threshold", "p_value", "drifted"} <= set(
+        data["drift"]["columns"][0])
+    assert "NaN" not in result.to_json() and data["rules"][0]["rule"] == "dataset_drift > 0"
