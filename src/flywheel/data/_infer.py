@@ -53,7 +53,7 @@ def infer_task(target: pd.Series) -> Task:
 
 def infer_positive_class(target: pd.Series) -> str:
     """The label a binary task counts as positive: 1, true, yes, or else the rarer one."""
-    counts = target.dropna().astype(str).value_counts()
+    counts = category_strings(target.dropna()).value_counts()  # as training encodes labels
     labels = set(counts.index)
     for positive in ("1", "True", "true", "yes", "Yes", "YES", "y", "Y", "positive", "pos"):
         if positive in labels:

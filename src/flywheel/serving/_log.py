@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -109,7 +110,9 @@ class PredictionLog:
         self._feedback: list[tuple[str, dt.datetime, str]] = []
         self._lock = threading.Lock()
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        self._prefix = f"{os.getpid()}-{stamp}"
+        # pid and time name this process's files; the random part keeps two logs opened in
+        # one process within the same second apart.
+        self._prefix = f"{os.getpid()}-{stamp}-{secrets.token_hex(3)}"
         self._pred: dict[Features, _Stream] = {}
         self._fb = _Stream(self.folder / f"fb-{self._prefix}.arrows", _FEEDBACK)
         self._stop = threading.Event()

@@ -95,3 +95,10 @@ def test_schema_round_trips_through_yaml(tmp_path: object, mixed: pd.DataFrame) 
     schema.save(path)
     assert load_schema(path) == schema
     assert path.read_text().startswith("# flywheel data schema")
+
+
+def test_positive_class_of_a_boolean_target_is_spelled_as_training_encodes_it() -> None:
+    from flywheel.data import infer_positive_class
+
+    assert infer_positive_class(pd.Series([True, False, False])) == "true"
+    assert infer_positive_class(pd.Series([1.0, 0.0, 0.0])) == "1"

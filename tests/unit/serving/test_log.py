@@ -152,3 +152,15 @@ def test_event_time_is_kept_when_given_and_defaults_to_the_request_time(tmp_path
     frame = read_predictions(tmp_path / "predictions").set_index("request_id")
     assert frame.loc["a", "event_ts"].timestamp() == 1_362_000_000.0
     assert frame.loc["b", "event_ts"] == frame.loc["b", "ts"]
+
+
+def test_two_logs_opened_in_one_process_keep_separate_files(tmp_path) -> None:
+    first, second = _log(tmp_path), _log(tmp_path)
+    for log, rid in ((first, "a"), (second, "b")):
+        log.append(LAYOUT, rid, time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+                   [[0.5, 0.5]])
+        log.append_feedback([(rid, "yes")])
+        log.close()
+    frame = read_predictions(tmp_path / "predictions")
+    assert sorted(frame["request_id"]) == ["a", "b"]
+    assert frame["label"].tolist() == ["yes", "yes"]

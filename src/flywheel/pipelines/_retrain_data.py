@@ -1,0 +1,117 @@
+"""The data a retraining learns from: the original training data plus labelled production
+traffic (the prediction log joined with feedback) within the configured window.
+
+The frame is frozen to a Parquet file before training starts, so a loop killed mid-training
+retrains on exactly the same rows when it restarts (and Optuna resumes the same study, which is
+named after the data's fingerprint).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from flywheel.core.workspace import atomic_write_bytes
+from flywheel.monitoring import encode_labels
+from flywheel.serving import INPUT_PREFIX, read_predictions
+
+if TYPE_CHECKING:
+    from flywheel.pipelines.project import Project
+
+__all__ = ["RetrainingData", "as_training_types", "labelled_traffic", "retraining_frame"]
+
+
+class RetrainingData:
+    """The rows of one retraining and where they came from."""
+
+    def __init__(self, frame: pd.DataFrame, *, original_rows: int, production_rows: int,
+                 unmatched_labels: int) -> None:
+        self.frame = frame
+        self.original_rows = original_rows
+        self.production_rows = production_rows
+        self.unmatched_labels = unmatched_labels
+
+    def save(self, path: Path) -> Path:
+        buffer = io.BytesIO()
+        self.frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    def summary(self) -> dict[str, int]:
+        return {"rows": len(self.frame), "original_rows": self.original_rows,
+                "production_rows": self.production_rows,
+                "unmatched_labels": self.unmatched_labels}
+
+
+def labelled_traffic(project: Project, log: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Answered, labelled production rows (no shadow copies), oldest first."""
+    frame = log if log is not None else read_predictions(project.workspace.predictions)
+    if frame.empty or "label" not in frame:
+        return frame.iloc[0:0]
+    keep = frame["label"].notna() & frame["error"].isna() & (frame["arm"] != "shadow")
+    return frame[keep].sort_values("event_ts", kind="stable")
+
+
+def retraining_frame(project: Project, original: pd.DataFrame, classes: tuple[str, ...],
+                     *, now: dt.datetime, log: pd.DataFrame | None = None) -> RetrainingData:
+    """Training rows for a retraining at ``now`` (the loop's clock).
+
+    Args:
+        original: The project's training data (its target column as in the data file).
+        classes: The serving version's class names (classifiers), to turn label text back into
+            target values; empty for regression.
+    """
+    spec, schema = project.spec.retraining, project.schema
+    traffic = labelled_traffic(project, log)
+    if spec.data_days is not None and not traffic.empty:
+        start = pd.Timestamp(now - dt.timedelta(days=spec.data_days))
+        traffic = traffic[traffic["event_ts"] >= start]
+    if spec.data_rows is not None:
+        traffic = traffic.tail(spec.data_rows)
+    features = schema.feature_columns
+    rows = pd.DataFrame({name: traffic.get(INPUT_PREFIX + name) for name in features},
+                        index=traffic.index)
+    target = original[schema.target]
+    unmatched = 0
+    if classes:
+        codes, unknown = encode_labels(traffic["label"], classes)
+        by_text = {str(v).lower(): v for v in target.dropna().unique()}
+        values = [by_text.get(classes[c].lower(), classes[c]) if c >= 0 else None
+                  for c in codes]
+        rows[schema.target] = pd.Series(values, index=traffic.index, dtype=target.dtype
+                                        if target.dtype != object else object)
+        unmatched = int(unknown.sum())
+        rows = rows[~unknown]
+    else:
+        rows[schema.target] = pd.to_numeric(traffic["label"], errors="coerce")
+        unmatched = int(rows[schema.target].isna().sum())
+        rows = rows[rows[schema.target].notna()]
+    rows = as_training_types(rows, original)
+    parts = [original[rows.columns]] if spec.include_training_data else []
+    parts.append(rows)
+    frame = pd.concat(parts, ignore_index=True)
+    return RetrainingData(frame, original_rows=len(original) if spec.include_training_data
+                          else 0, production_rows=len(rows), unmatched_labels=unmatched)
+
+
+def as_training_types(rows: pd.DataFrame, original: pd.DataFrame) -> pd.DataFrame:
+    """Production rows with the original data's column types (the log keeps numbers as
+    float64 and everything else as text)."""
+    out = rows.copy()
+    for name in out.columns:
+        kind = original[name].dtype
+        try:
+            if pd.api.types.is_bool_dtype(kind):
+                out[name] = out[name].map({"true": True, "false": False, True: True,
+                                           False: False}).astype("boolean")
+            elif pd.api.types.is_integer_dtype(kind):
+                out[name] = pd.to_numeric(out[name], errors="coerce").round().astype("Int64")
+            elif pd.api.types.is_numeric_dtype(kind):
+                out[name] = pd.to_numeric(out[name], errors="coerce")
+        except (TypeError, ValueError):
+            continue
+    return out

@@ -1,0 +1,312 @@
+"""The delivery report: what the deployed models did for the team, from the prediction log,
+the feedback, the registry and the audit log.
+
+The deployed metric is measured on labelled production traffic, period by period (months of
+event time when the log spans months). The baseline is a version that was never retrained
+(the first one, by default), scored offline on the same labelled rows, so the two numbers
+answer one question: what did retraining buy?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from flywheel.core.errors import FlywheelError
+from flywheel.evaluation import get_metric
+from flywheel.monitoring import encode_labels
+from flywheel.pipelines._retrain_data import as_training_types
+from flywheel.serving import INPUT_PREFIX, read_predictions
+
+if TYPE_CHECKING:
+    from flywheel.pipelines.project import Project
+    from flywheel.registry import AuditEntry
+
+__all__ = ["DeliveryReport", "PeriodRow", "build_report"]
+
+_EVENTS = ("loop_trigger", "loop_retrained", "loop_gates_failed", "loop_retrain_failed")
+_MIN_PERIOD_LABELS = 200
+_SCORE_CHUNK = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodRow:
+    period: str
+    rows: int
+    labelled: int
+    deployed: float | None
+    baseline: float | None
+    versions: str
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryReport:
+    """Everything the report shows; ``to_dict`` is its JSON form."""
+
+    model: str
+    metric: str
+    champion: str | None
+    baseline_version: str | None
+    periods: tuple[PeriodRow, ...]
+    deployed: float | None
+    baseline: float | None
+    predictions: int
+    requests: int
+    answered: int
+    failed: int
+    client_failed: int | None
+    p50_ms: float | None
+    p99_ms: float | None
+    throughput_rps: float | None
+    events: tuple[dict[str, Any], ...]
+    decisions: tuple[dict[str, Any], ...]
+    notes: tuple[str, ...]
+
+    @property
+    def success_rate(self) -> float | None:
+        total = self.answered + self.failed + (self.client_failed or 0)
+        return None if total == 0 else self.answered / total
+
+    def summary(self) -> str:
+        """One paragraph: the deployment, its speed and reliability, what happened."""
+        parts = []
+        head = f"Deployed model version {self.champion}"
+        recent = [p for p in self.periods if p.deployed is not None
+                  and p.labelled >= _MIN_PERIOD_LABELS]
+        if recent:
+            head += f" at {self.metric} {recent[-1].deployed:.3f} ({recent[-1].period})"
+        if self.p99_ms is not None:
+            head += f" with {self.p99_ms:.2f} ms p99"
+        parts.append(head)
+        if self.predictions:
+            rate = self.success_rate
+            parts.append(f"{_count(self.predictions)} predictions" +
+                         (f" at {rate:.2%} success" if rate is not None else ""))
+        triggers = [e for e in self.events if e["action"] == "loop_trigger"]
+        if triggers:
+            months = sorted({e["clock"][:7] for e in triggers if e.get("clock")})
+            drift = [e for e in triggers if "drift" in e["reason"]]
+            parts.append(f"{len(triggers)} retraining trigger(s)"
+                         + (f", {len(drift)} of them drift" if drift else "")
+                         + (f" ({', '.join(months)})" if months else ""))
+        outcomes = [d for d in self.decisions if d["action"] in ("promote", "rollback",
+                                                                 "conclude")]
+        promoted = [d for d in self.decisions if d["action"] == "loop_rollout_done"
+                    and d.get("promoted")]
+        if promoted or outcomes:
+            parts.append(f"{len(promoted)} retrained version(s) promoted after their rollout, "
+                         f"{sum(1 for d in self.decisions if d['action'] == 'loop_rollout_done' and not d.get('promoted'))} rolled back")
+        text = "; ".join(parts) + "."
+        if self.deployed is not None and self.baseline is not None:
+            better = "better than" if _better(self.metric, self.deployed, self.baseline) \
+                else "not better than"
+            text += (f" Over the whole period the deployed models measured {self.metric} "
+                     f"{self.deployed:.4f}, {better} {self.baseline:.4f} for version "
+                     f"{self.baseline_version} never retrained.")
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["success_rate"] = self.success_rate
+        data["summary"] = self.summary()
+        return data
+
+
+def build_report(project: Project, *, baseline: str | None = None) -> DeliveryReport:
+    """Gather the delivery report for ``project``.
+
+    Args:
+        baseline: The never-retrained version to compare with (default: version 1).
+    """
+    registry = project.registry()
+    spec = project.spec
+    metric = get_metric(spec.target.task, None if spec.target.task == "multiclass" and
+                        spec.training.metric is None else spec.training.metric)
+    champion = registry.alias_version("champion")
+    notes: list[str] = []
+    frame = read_predictions(project.workspace.predictions)
+    errors = frame["error"].notna() if not frame.empty else pd.Series(dtype=bool)
+    answered = frame[~errors & (frame["arm"] != "shadow")] if not frame.empty else frame
+    failed = int((errors & (frame["arm"] != "shadow")).sum()) if not frame.empty else 0
+    client = _client_failures(project)
+    entries = _with_clock(project.history().entries)
+    events = tuple(_event(e, clock) for e, clock in entries if e.action in _EVENTS)
+    decisions = tuple(_decision(e, clock) for e, clock in entries
+                      if e.action.startswith("rollout") or e.action == "loop_rollout_done"
+                      or e.action in ("promote", "rollback", "auto_promote"))
+    versions = registry.versions()
+    baseline_version = baseline or (min(versions, key=lambda v: int(v.version)).version
+                                    if versions else None)
+    periods: tuple[PeriodRow, ...] = ()
+    deployed = base = None
+    if answered.empty:
+        notes.append("the prediction log is empty: nothing was served yet")
+    else:
+        labelled = answered[answered["label"].notna()]
+        classes = tuple(json.loads(registry.version_info(champion or baseline_version)
+                                   .tags.get("flywheel.classes", "[]") or "[]"))
+        truth, known = _truth(labelled, spec.target.task, classes)
+        labelled = labelled[known]
+        served = _served_predictions(labelled, spec.target.task)
+        offline = None
+        if baseline_version is not None and len(labelled):
+            try:
+                offline = _score(project, baseline_version, labelled)
+            except FlywheelError as exc:
+                notes.append(f"baseline version {baseline_version} could not be scored: {exc}")
+        period = _period_of(answered["event_ts"])
+        periods = _periods(answered, labelled, truth, served, offline, period, metric)
+        if len(labelled):
+            deployed = _metric(metric, truth, served)
+            base = _metric(metric, truth, offline) if offline is not None else None
+        else:
+            notes.append("no labels arrived (POST /feedback): the metric cannot be measured")
+    requests = answered["request_id"].str.replace(r":\d+$", "", regex=True) \
+        if not answered.empty else pd.Series(dtype=str)
+    per_request = answered.assign(request=requests).drop_duplicates("request") \
+        if not answered.empty else answered
+    latency = per_request["latency_ms"].to_numpy(dtype=float) if len(per_request) else \
+        np.array([])
+    return DeliveryReport(
+        model=registry.model_name, metric=metric.name, champion=champion,
+        baseline_version=baseline_version, periods=periods, deployed=deployed, baseline=base,
+        predictions=len(answered), requests=len(per_request), answered=len(answered),
+        failed=failed, client_failed=client,
+        p50_ms=_pct(latency, 50), p99_ms=_pct(latency, 99),
+        throughput_rps=_throughput(per_request), events=events, decisions=decisions,
+        notes=tuple(notes))
+
+
+# Gathering ---------------------------------------------------------------------------------
+
+def _truth(labelled: pd.DataFrame, task: str, classes: tuple[str, ...]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    if task == "regression":
+        values = pd.to_numeric(labelled["label"], errors="coerce").to_numpy(dtype=float)
+        return values[np.isfinite(values)], np.isfinite(values)
+    codes, unknown = encode_labels(labelled["label"], classes)
+    return codes[~unknown], ~unknown
+
+
+def _served_predictions(labelled: pd.DataFrame, task: str) -> np.ndarray:
+    if task == "regression":
+        return labelled["value"].to_numpy(dtype=float)
+    return np.stack(labelled["probabilities"].to_numpy()) if len(labelled) else np.empty((0, 2))
+
+
+def _score(project: Project, version: str, labelled: pd.DataFrame) -> np.ndarray:
+    """The version's predictions for the logged inputs, as it would have served them."""
+    model = project.registry().load_model(version, allow_pickle=project.spec.training.allow_pickle)
+    features = project.schema.feature_columns
+    original = project.load_data()
+    rows = pd.DataFrame({n: labelled[INPUT_PREFIX + n].to_numpy() if INPUT_PREFIX + n in
+                         labelled else None for n in features})
+    rows = as_training_types(rows, original[features])
+    parts = []
+    for start in range(0, len(rows), _SCORE_CHUNK):
+        chunk = rows.iloc[start:start + _SCORE_CHUNK]
+        if project.spec.target.task == "regression":
+            parts.append(np.asarray(model.predict(chunk), dtype=float))
+        else:
+            parts.append(np.asarray(model.predict_proba(chunk), dtype=float))
+    return np.concatenate(parts)
+
+
+def _period_of(times: pd.Series) -> str:
+    span = times.max() - times.min()
+    return "M" if span > pd.Timedelta(days=62) else "D" if span > pd.Timedelta(days=2) else "h"
+
+
+def _periods(answered: pd.DataFrame, labelled: pd.DataFrame, truth: np.ndarray,
+             served: np.ndarray, offline: np.ndarray | None, period: str,
+             metric: Any) -> tuple[PeriodRow, ...]:
+    fmt = {"M": "%Y-%m", "D": "%Y-%m-%d", "h": "%Y-%m-%d %H:00"}[period]
+    keys_all = answered["event_ts"].dt.strftime(fmt)
+    keys_labelled = labelled["event_ts"].dt.strftime(fmt).to_numpy()
+    rows = []
+    for key, group in answered.groupby(keys_all, sort=True):
+        mask = keys_labelled == key
+        counts = group["model_version"].value_counts()
+        versions = ", ".join(f"v{v} {c / len(group):.0%}" for v, c in counts.items())
+        latency = group.drop_duplicates(["ts", "latency_ms"])["latency_ms"].to_numpy(float)
+        rows.append(PeriodRow(
+            period=str(key), rows=len(group), labelled=int(mask.sum()),
+            deployed=_metric(metric, truth[mask], served[mask]) if mask.sum() else None,
+            baseline=_metric(metric, truth[mask], offline[mask])
+            if offline is not None and mask.sum() else None,
+            versions=versions, p50_ms=_pct(latency, 50), p99_ms=_pct(latency, 99)))
+    return tuple(rows)
+
+
+def _metric(metric: Any, y: np.ndarray, prediction: np.ndarray) -> float | None:
+    if len(y) == 0:
+        return None
+    try:
+        value = float(metric.compute(y, prediction))
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def _throughput(per_request: pd.DataFrame) -> float | None:
+    """Requests per second over the seconds the server was answering."""
+    if per_request.empty:
+        return None
+    seconds = per_request["ts"].dt.floor("s").nunique()
+    return len(per_request) / max(seconds, 1)
+
+
+def _client_failures(project: Project) -> int | None:
+    path = Path(project.workspace.root) / "demo.json"
+    if not path.exists():
+        return None
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8")).get("failed", 0))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _with_clock(entries: Any) -> list[tuple[AuditEntry, str | None]]:
+    """Each entry with the loop's clock: its own, or the last one before it (rollout steps
+    are recorded by the server in wall-clock time, between the loop's entries)."""
+    out, clock = [], None
+    for entry in entries:
+        clock = (entry.evidence or {}).get("clock") or clock
+        out.append((entry, clock))
+    return out
+
+
+def _event(entry: AuditEntry, clock: str | None) -> dict[str, Any]:
+    evidence = entry.evidence or {}
+    return {"seq": entry.seq, "time": entry.time, "clock": clock, "action": entry.action,
+            "reason": entry.reason, "version": entry.to_version,
+            "metrics": evidence.get("metrics", {}), "drifted": evidence.get("drifted", []),
+            "holdout": evidence.get("holdout", {})}
+
+
+def _decision(entry: AuditEntry, clock: str | None) -> dict[str, Any]:
+    evidence = entry.evidence or {}
+    return {"seq": entry.seq, "time": entry.time, "clock": clock, "action": entry.action,
+            "reason": entry.reason, "from": entry.from_version, "to": entry.to_version,
+            "promoted": entry.action == "loop_rollout_done" and
+            evidence.get("champion") == evidence.get("version"),
+            "evidence": evidence}
+
+
+def _better(metric: str, a: float, b: float) -> bool:
+    return a < b if metric in ("log_loss", "brier", "rmse", "mae") else a > b
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1_000_000 else f"{n:,}"
