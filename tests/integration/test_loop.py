@@ -212,3 +212,14 @@ def test_report_on_a_project_that_never_served_says_so(tmp_path: Path) -> None:
     report = build_report(project)
     assert report.predictions == 0 and report.deployed is None
     assert any("empty" in note for note in report.notes)
+
+
+def test_a_damaged_loop_state_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from flywheel.cli.main import main
+
+    project = loop_project(tmp_path)
+    state = project.workspace.root / "loop" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{not json")
+    assert main(["loop", "--once", "--config", str(tmp_path)]) == 2
+    assert state.read_text() == "{not json"  # left for the user to look at

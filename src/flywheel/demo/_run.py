@@ -49,6 +49,7 @@ class DemoSettings:
     retrain_timeout: float = 30.0
     window_rows: int = 6000
     min_labels: int = 15000
+    data_rows: int = 100_000
     canary_requests: int = 150
     canary_labels: int = 60
     restart_month: int = 7
@@ -56,7 +57,8 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         return cls(every=4, trials=6, timeout=12.0, retrain_trials=5, retrain_timeout=10.0,
-                   tick_days=14, window_rows=2500, min_labels=4000, canary_requests=40,
+                   tick_days=14, window_rows=2500, min_labels=4000, data_rows=25_000,
+                   canary_requests=40,
                    canary_labels=15)
 
 
@@ -107,9 +109,9 @@ def _prepare(directory: Path, flights: pd.DataFrame, settings: DemoSettings,
         **spec.get("retraining", {}),
         "triggers": ["dataset_drift > 0", "roc_auc_drop > 0.03"],
         "cooldown_hours": 24 * 30, "window_rows": settings.window_rows,
-        # Delays are seasonal: retraining learns from the last 60 days only.
-        "min_window_rows": settings.window_rows // 3, "data_days": 60,
-        "include_training_data": False,
+        # Retraining learns from January-February and the latest labelled traffic.
+        "min_window_rows": settings.window_rows // 3, "data_days": None,
+        "data_rows": settings.data_rows, "include_training_data": True,
         "min_labels": settings.min_labels, "trials": settings.retrain_trials,
         "timeout_seconds": settings.retrain_timeout, "rollout": "canary"}
     rollout = spec.setdefault("rollout", {})

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from croniter import croniter
 
-from flywheel.core.errors import FlywheelError
+from flywheel.core.errors import FlywheelError, WorkspaceError
 from flywheel.core.workspace import atomic_write_text
 from flywheel.data import fingerprint_frame
 from flywheel.monitoring import check_rule_names
@@ -75,7 +75,7 @@ class LoopState:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
         except (ValueError, TypeError) as exc:
-            raise FlywheelError(f"the loop's state file {path} is damaged ({exc}); move it "
+            raise WorkspaceError(f"the loop's state file {path} is damaged ({exc}); move it "
                                 "away to start the loop afresh (the registry and audit log "
                                 "are unaffected).") from None
 
