@@ -9,7 +9,15 @@ The Python API comes first; the ``flywheel`` command is a thin layer over it::
 
 from __future__ import annotations
 
-from flywheel._version import __version__
-from flywheel.pipelines import Project
+import os
+
+# OpenMP threads (LightGBM, scikit-learn) spin while they wait for each other by default. When
+# the cores are shared (a server, a load generator, another job), a spinning team can make one
+# model fit a hundred times slower; sleeping waits cost a few percent at most. It must be set
+# before the OpenMP runtime loads; a value the user exported wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from flywheel._version import __version__  # noqa: E402 - after the OpenMP setting above
+from flywheel.pipelines import Project  # noqa: E402
 
 __all__ = ["Project", "__version__"]

@@ -128,7 +128,7 @@ def _loop_once(root: Path) -> subprocess.Popen[str]:
 @pytest.mark.slow
 def test_killing_the_loop_mid_retraining_and_mid_canary_leaves_a_consistent_registry(
         tmp_path: Path, churn_traffic: pd.DataFrame) -> None:
-    project = loop_project(tmp_path, trials=30)
+    project = loop_project(tmp_path, trials=30, timeout_seconds=15)
     project.train()
     serve_offline(project, churn_traffic)
     state_path = project.workspace.root / "loop" / "state.json"

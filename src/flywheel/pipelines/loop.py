@@ -279,7 +279,6 @@ class RetrainingLoop:
         state.phase = "idle"
         state.write(self.state_path)
         self._audit(f"loop_{action}", detail, evidence)
-        log.warning("%s", detail)
         return TickResult(action, detail, evidence)
 
     def _trained_on(self, fingerprint: str | None) -> ModelVersionInfo | None:

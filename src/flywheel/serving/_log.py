@@ -6,9 +6,10 @@ serializes the request to one JSON line (orjson, a few microseconds) and appends
 list; a background thread, once a second, hands the lines to Arrow's C++ JSON reader (which
 runs without the GIL), writes one record batch and fsyncs it. Keeping Python objects out of the
 pending list matters twice at sub-millisecond latencies: the writer holds the GIL only for a few
-vectorized steps, and the garbage collector has nothing new to scan. (The thread keeps normal
-CPU priority on purpose: at idle priority it could be starved while holding the GIL, stalling
-every request behind it.) Consequences, stated in the README:
+vectorized steps, and the garbage collector has nothing new to scan. The writer thread runs at
+a lower CPU priority (nice +10), so on a busy core a request that wakes up goes first; not at
+idle priority, where it could be starved while holding the GIL and stall every request behind
+it. Consequences, stated in the README:
 
 - graceful stop (SIGTERM, Ctrl-C): everything is written (``close()`` flushes);
 - SIGKILL or power loss: at most the last second (one flush interval) is lost;
@@ -191,11 +192,18 @@ class PredictionLog:
         return stream
 
     def _run(self) -> None:
+        _lower_priority()
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the log must never take the server down
                 log.exception("writing the prediction log failed; will retry")
+
+
+def _lower_priority(niceness: int = 10) -> None:
+    """Lower this thread's CPU priority (Linux: threads have their own nice value)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 def _wire_schema(features: Features) -> pa.Schema:
