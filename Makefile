@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow bench clean
+.PHONY: demo demo-quick quickstart test test-fast test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/flywheel demo
+
+demo-quick: $(STAMP)
+	$(BIN)/flywheel demo --quick
+
+quickstart: $(STAMP)
 	bash examples/churn/quickstart.sh
 
 test: $(STAMP)

@@ -9,7 +9,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run.py")
+    # Files starting with "_" are helpers the benchmarks run (child processes, apps).
+    scripts = sorted(p for p in HERE.glob("*.py")
+                     if p.name != "run.py" and not p.name.startswith("_"))
     failed = 0
     for script in scripts:
         print(f"\n== {script.name} ==", flush=True)

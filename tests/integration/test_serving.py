@@ -223,6 +223,20 @@ def test_feedback_is_logged_and_joined_to_its_prediction(served, rows) -> None:
     assert row["in.state"] == rows[0][1]["state"]
 
 
+def test_event_time_header_is_logged_and_a_bad_one_is_refused(served, rows) -> None:
+    project, server = served
+    headers = {"x-flywheel-event-time": "2013-07-01T08:30:00Z"}
+    answer = httpx.post(server.url + "/predict", json=rows[0][1], headers=headers).json()
+    for bad in ("yesterday", "nan", "1e20"):
+        refused = httpx.post(server.url + "/predict", json=rows[0][1],
+                             headers={"x-flywheel-event-time": bad})
+        assert refused.status_code == 400 and "x-flywheel-event-time" in refused.json()["error"]
+    time.sleep(1.6)  # one flush interval
+    log = read_predictions(project.workspace.predictions)
+    row = log[log["request_id"] == answer["request_id"]].iloc[0]
+    assert row["event_ts"].isoformat() == "2013-07-01T08:30:00+00:00"
+
+
 def test_metrics_count_requests_by_version_and_status(served, rows) -> None:
     _, server = served
     httpx.post(server.url + "/predict", json=rows[0][0])

@@ -5,7 +5,9 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("package", ["flywheel.core", "flywheel.data", "flywheel.pipelines"])
+@pytest.mark.parametrize("package", ["flywheel.core", "flywheel.data", "flywheel.pipelines",
+                                     "flywheel.monitoring", "flywheel.rollout",
+                                     "flywheel.serving"])
 def test_exports_are_exactly_the_public_names(package: str) -> None:
     module = importlib.import_module(package)
     public = {n for n in vars(module) if not n.startswith("_")}

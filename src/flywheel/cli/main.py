@@ -13,8 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from flywheel.cli import data as data_commands
+from flywheel.cli import loop as loop_commands
 from flywheel.cli import models as model_commands
+from flywheel.cli import monitor as monitor_commands
 from flywheel.cli import promote as promote_commands
+from flywheel.cli import rollout as rollout_commands
 from flywheel.cli import serve as serve_commands
 from flywheel.cli import train as train_commands
 from flywheel.core.errors import FlywheelError
@@ -31,6 +34,9 @@ train_commands.register(app)
 model_commands.register(app)
 promote_commands.register(app)
 serve_commands.register(app)
+monitor_commands.register(app)
+rollout_commands.register(app)
+loop_commands.register(app)
 
 _err = Console(stderr=True)
 

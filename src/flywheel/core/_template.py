@@ -106,11 +106,126 @@ gates:                            # checked on the holdout after training; a fai
 promotion:
   auto: {str(spec.promotion.auto).lower()}                     # true: a version passing every gate becomes champion at once
 
+{_monitoring(spec)}
+{_rollout(spec)}
+{_retraining(spec)}
 tracking:                         # MLflow; the defaults live in .flywheel/
   tracking_uri: null              # e.g. postgresql://user@host/mlflow at scale
   artifact_location: null         # e.g. s3://bucket/flywheel at scale
   experiment: null                # defaults to the project name
   model_name: null                # registered model name; defaults to the project name
+"""
+
+
+def _monitoring(spec: ProjectSpec) -> str:
+    m, d, a = spec.monitoring, spec.monitoring.drift, spec.monitoring.alerts
+    rules = ", ".join(json.dumps(str(r) if r.severity == "warning" else r.model_dump())
+                      for r in a.rules)
+    sinks = ", ".join(json.dumps(s.model_dump(exclude_defaults=True) | {"kind": s.kind})
+                      for s in a.sinks)
+    return f"""\
+monitoring:                       # `flywheel monitor`: drift, data quality, performance, alerts
+  enabled: {str(m.enabled).lower()}                   # false: not configured (a rollout refuses to start)
+  version: {json.dumps(m.version)}             # alias or version whose reference is compared against
+  window_rows: {m.window_rows}             # default window: the last N rows of the prediction log
+  min_rows: {m.min_rows}                    # fewer rows: no drift or performance (reported)
+  sample_rows: {_number(m.sample_rows)}               # draw at most this many rows for drift and quality (reported)
+  confidence: {m.confidence}               # level of measured performance's bootstrap intervals
+  bootstrap: {m.bootstrap}                 # resamples for those intervals
+  report: {json.dumps(m.report)}
+  drift:
+    numeric_method: {d.numeric_method}          # auto (ks up to test_max_rows, else wasserstein) | ks | wasserstein | psi
+    categorical_method: {d.categorical_method}      # auto (chi2 up to test_max_rows, else jensenshannon) | chi2 | jensenshannon | psi
+    columns: {json.dumps(d.columns)}                   # per-column method, e.g. {{temp: ks, carrier: psi}}
+    exclude: {json.dumps(d.exclude)}                   # columns not checked
+    test_max_rows: {d.test_max_rows}          # statistical tests up to this many rows; distances above
+    significance: {d.significance}           # a test flags drift when p < this (false-alarm rate per column)
+    wasserstein_threshold: {d.wasserstein_threshold}   # normalized by the reference's standard deviation
+    jensenshannon_threshold: {d.jensenshannon_threshold}
+    psi_threshold: {d.psi_threshold}
+    drift_share: {d.drift_share}             # the data set drifts when this share of feature columns do
+    multivariate: {str(d.multivariate).lower()}           # domain classifier: reference rows vs current rows
+    multivariate_threshold: {d.multivariate_threshold}  # its cross-validated ROC AUC at or above this: drift
+    multivariate_rows: {d.multivariate_rows}      # rows drawn from each side
+  alerts:
+    rules: [{rules}]
+                                  # "metric op number"; metrics: `flywheel monitor --json`
+    sinks: [{sinks}]   # log | file (path) | webhook (url or url_env) | prometheus (port, path)
+    cooldown_seconds: {a.cooldown_seconds}      # a repeated alert is not sent again within this
+"""
+
+
+def _rollout(spec: ProjectSpec) -> str:
+    q, r = json.dumps, spec.rollout
+    lim, can, sh, ab, bg, ban = r.limits, r.canary, r.shadow, r.ab, r.blue_green, r.bandit
+    return f"""\
+rollout:                          # how a challenger reaches users: `flywheel rollout ...`
+  default: {r.default}               # canary | shadow | ab | blue_green | bandit (the retraining loop's choice)
+  auto: {str(r.auto).lower()}                      # decide automatically while serving; false: `flywheel rollout decide`
+  tick_seconds: {r.tick_seconds}              # seconds between automatic decisions
+  unit_header: {q(r.unit_header)}   # hashed so that one user always sees one model
+  unit_field: {q(r.unit_field) if r.unit_field else 'null'}                # or a record field; null: random per request
+  timeout_ms: {r.timeout_ms}              # a slower challenger call counts as a timeout; the champion answers
+  limits:                         # any breach rolls back at once
+    max_error_rate: {lim.max_error_rate}          # share of challenger calls failing or timing out
+    max_p99_latency_ms: {_number(lim.max_p99_latency_ms)}        # absolute p99 budget; null: only the ratio
+    max_latency_ratio: {_number(lim.max_latency_ratio)}         # challenger p99 <= ratio x champion p99 + slack
+    latency_slack_ms: {lim.latency_slack_ms}
+    max_divergence: {_number(lim.max_divergence)}            # Jensen-Shannon distance of the prediction distributions
+    max_metric_drop: {_number(lim.max_metric_drop)}          # labelled metric may be this much worse; null: no labels needed
+    alpha: {lim.alpha}                   # error level of these statistical guards
+  canary:
+    stages: {json.dumps(can.stages)}   # challenger share per stage, percent
+    min_requests: {can.min_requests}             # challenger requests per stage
+    min_labels: {can.min_labels}                # labelled challenger requests per stage (metric limit)
+    metric: {can.metric}                  # auto | accuracy | conversion | label | abs_error | squared_error
+  shadow:
+    share: {sh.share}                    # share of requests mirrored to the challenger
+    min_requests: {sh.min_requests}
+    metric: {sh.metric}                  # compared on labelled requests both answered
+    min_agreement: {_number(sh.min_agreement)}           # null: report agreement only
+    then: {sh.then}                    # stop | canary | promote after a clean shadow
+  ab:
+    split: {ab.split}                    # challenger share of units
+    metric: {ab.metric}
+    alpha: {ab.alpha}                   # always-valid: look as often as you like
+    power: {ab.power}
+    mde: {ab.mde}                     # minimum detectable effect, in the metric's units
+    baseline: {_number(ab.baseline)}                # null: estimated from the log or the holdout
+    max_samples: {_number(ab.max_samples)}             # per arm; null: the planned sample size
+    on_no_difference: {ab.on_no_difference}   # keep_champion | promote
+  blue_green:
+    warmup_rows: {bg.warmup_rows}              # rows scored by the new version before the switch
+    bake_requests: {bg.bake_requests}           # watched after the switch; a breach switches back
+  bandit:
+    floor: {ban.floor}                   # smallest traffic share per arm
+    metric: {ban.metric}                  # the reward
+    min_samples: {ban.min_samples}             # labelled requests per arm before deciding
+    decide_at: {_number(ban.decide_at)}              # promote an arm best with this probability; null: never
+    max_samples: {_number(ban.max_samples)}
+"""
+
+
+def _retraining(spec: ProjectSpec) -> str:
+    r = spec.retraining
+    triggers = json.dumps([str(t) for t in r.triggers])
+    return f"""\
+retraining:                       # `flywheel loop`: triggers -> retrain -> gates -> rollout -> decide
+  enabled: {str(r.enabled).lower()}
+  triggers: {triggers}
+  schedule: {json.dumps(r.schedule) if r.schedule else 'null'}                  # also on a cron schedule (UTC), e.g. "0 3 * * 0"
+  new_labels: {_number(r.new_labels)}                # also after this many new labelled rows
+  cooldown_hours: {r.cooldown_hours}            # least time between two retrainings
+  window_rows: {r.window_rows}               # latest log rows monitored per check
+  min_window_rows: {r.min_window_rows}            # fewer new rows: no check yet
+  data_days: {_number(r.data_days)}                # labelled production rows this far back join the data
+  data_rows: {_number(r.data_rows)}                # at most this many of them; null: no limit
+  min_labels: {r.min_labels}                # labelled rows needed before retraining
+  include_training_data: {str(r.include_training_data).lower()}
+  trials: {_number(r.trials)}                    # null: training.search.trials
+  timeout_seconds: {_number(r.timeout_seconds)}           # null: training.search.timeout_seconds
+  rollout: {r.rollout}                # canary | shadow | ab | blue_green | bandit | none
+  interval_seconds: {r.interval_seconds}         # between ticks of `flywheel loop`
 """
 
 

@@ -9,6 +9,9 @@ FlywheelError
  ├─ TrainingError                training could not produce a model              (exit 1)
  ├─ CompileError                 a model has a step the serving fast path lacks  (exit 1)
  ├─ GateError                    a version failed its gates; promotion refuses it (exit 1)
+ ├─ MonitoringError              a window cannot be monitored as asked           (exit 2)
+ ├─ RolloutError                 a rollout cannot start or change as asked       (exit 2)
+ │   └─ RolloutConflictError     another rollout of the model is running         (exit 2)
  └─ RegistryError                the MLflow tracking store or registry failed    (exit 1)
      ├─ PromotionError           an alias change that cannot be made as asked    (exit 2)
      ├─ ModelNotFoundError       no such model version or alias                  (exit 2)
@@ -135,6 +138,34 @@ class GateError(FlywheelError):
             f"become champion. `flywheel gates {version}` shows every result; to promote it "
             f"anyway, run `flywheel promote {version} --force --reason \"...\"` (the reason "
             "goes to the audit log)."
+        )
+
+
+class MonitoringError(FlywheelError):
+    """A window cannot be monitored as asked (bad window bounds, no reference for the version).
+
+    Problems inside a window (no rows, a missing column, a corrupt log segment) are not errors:
+    the report is partial and says what it could not compute.
+    """
+
+    exit_code = 2
+
+
+class RolloutError(FlywheelError):
+    """A rollout cannot start, change or stop as asked; the message gives the reason."""
+
+    exit_code = 2
+
+
+class RolloutConflictError(RolloutError):
+    """Another rollout of the model is running, and only one may run at a time."""
+
+    def __init__(self, name: str, kind: str, version: str, since: str) -> None:
+        self.name, self.kind, self.version, self.since = name, kind, version, since
+        super().__init__(
+            f"Model {name!r} already has a {kind} rollout of version {version} running (since "
+            f"{since}); only one rollout runs at a time. `flywheel rollout status` shows it; "
+            "`flywheel rollout stop` ends it (traffic returns to the champion)."
         )
 
 

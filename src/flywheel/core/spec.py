@@ -16,6 +16,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator, field_validator
 
+from flywheel.core._monitoring_spec import AlertSinkSpec as AlertSinkSpec
+from flywheel.core._monitoring_spec import AlertsSpec as AlertsSpec
+from flywheel.core._monitoring_spec import DriftSpec as DriftSpec
+from flywheel.core._monitoring_spec import MonitoringSpec as MonitoringSpec
+from flywheel.core._monitoring_spec import RuleSpec as RuleSpec
+from flywheel.core._rollout_spec import RolloutSpec
+from flywheel.core._retraining_spec import RetrainingSpec
 from flywheel.core._yaml import read_yaml
 from flywheel.core.errors import ConfigError
 
@@ -281,6 +288,9 @@ class ProjectSpec(_Section):
     tracking: TrackingSpec = TrackingSpec()
     gates: GatesSpec = GatesSpec()
     promotion: PromotionSpec = PromotionSpec()
+    rollout: RolloutSpec = RolloutSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+    retraining: RetrainingSpec = RetrainingSpec()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 

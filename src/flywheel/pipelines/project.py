@@ -8,6 +8,7 @@ This is the Python API the CLI is a thin layer over::
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from flywheel.data import (
 
 if TYPE_CHECKING:
     from flywheel.evaluation import GateReport
+    from flywheel.monitoring import MonitorResult
     from flywheel.pipelines.promote import AliasChange
     from flywheel.pipelines.train import TrainResult
     from flywheel.registry import AuditHistory, MlflowRegistry
@@ -212,6 +214,36 @@ class Project:
         from flywheel.pipelines.promote import fetch_model_card  # slow import; see train()
 
         return fetch_model_card(self, version, directory)
+
+    def monitor(self, data: str | Path | None = None, *, last: int | None = None,
+                since: str | dt.datetime | None = None, until: str | dt.datetime | None = None,
+                version: str | None = None, report: str | Path | None | bool = None,
+                log_to_mlflow: bool = True, send_alerts: bool = True) -> MonitorResult:
+        """Monitor a window against the serving version: drift, data quality, performance
+        (measured with labels, estimated without), operational health; send alerts, log the
+        metrics to MLflow and write the HTML report. See ``pipelines.monitor``.
+
+        Args:
+            data: A data file to monitor instead of the prediction log.
+            last: The last N rows (default: ``monitoring.window_rows`` of the log).
+            since, until: A time range: datetimes, ISO text or durations back from now
+                (``"6h"``).
+            version: Version or alias compared against (default ``monitoring.version``).
+            report: HTML report path; None: ``monitoring.report``; False: no report.
+
+        Raises:
+            MonitoringError: For bad window bounds or a version with no reference.
+            ModelNotFoundError: If the version does not exist.
+            ConfigError: For an alert rule on an unknown metric.
+        """
+        from flywheel.pipelines.monitor import WindowRequest, monitor_project, parse_time
+
+        request = WindowRequest(
+            data=Path(data) if data is not None else None, last=last,
+            since=parse_time(since) if isinstance(since, str) else since,
+            until=parse_time(until) if isinstance(until, str) else until)
+        return monitor_project(self, request, version=version, report=report,
+                               log_to_mlflow=log_to_mlflow, send_alerts=send_alerts)
 
 
 def _init_comments(y: pd.Series, schema: DataSchema, task: Task | None,

@@ -12,6 +12,7 @@ always match the log's last word. Training takes the same lock around registrati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -123,14 +124,18 @@ def resolve_version(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:
 def promote_version(project: Project, version: str, *, reason: str | None = None,
                     force: bool = False, action: str = "promote",
                     evidence: Mapping[str, Any] | None = None,
-                    registry: MlflowRegistry | None = None) -> AliasChange:
+                    registry: MlflowRegistry | None = None,
+                    lock_held: bool = False) -> AliasChange:
     """Make ``version`` the champion.
 
     Args:
         version: A version number or an alias (``challenger``).
         reason: Why, for the audit log; required with ``force``.
         force: Promote a version that failed (or never ran) its gates.
-        action: What the audit log calls it (``promote``, ``auto_promote``).
+        action: What the audit log calls it (``promote``, ``auto_promote``,
+            ``rollout_promote``).
+        lock_held: The caller holds the workspace ``registry`` lock already (a rollout
+            decision made under it); otherwise this takes it.
 
     Raises:
         ModelNotFoundError: If the version does not exist.
@@ -143,7 +148,7 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
                              "should serve anyway; the reason goes to the audit log.")
     registry = registry or project.registry()
     log = audit_log(project)
-    with project.workspace.lock("registry", command=f"flywheel promote {version}"):
+    with _registry_lock(project, f"flywheel promote {version}", lock_held):
         info = resolve_version(registry, version)
         status = gate_status(info)
         if not status.passed and not force:
@@ -170,11 +175,19 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
 
 
 def rollback(project: Project, *, reason: str | None = None,
-             registry: MlflowRegistry | None = None) -> AliasChange:
+             registry: MlflowRegistry | None = None, action: str = "rollback",
+             evidence: Mapping[str, Any] | None = None,
+             lock_held: bool = False) -> AliasChange:
     """Point ``champion`` back at the champion before the current one.
 
     Rollbacks undo promotions in turn: after promoting 2 then 3, a rollback makes 2 champion,
     a second one 1, a third finds nothing to go back to.
+
+    Args:
+        action: What the audit log calls it (``rollback``, ``rollout_rollback``); any action
+            ending in ``rollback`` undoes a promotion in ``previous_champion``'s replay.
+        evidence: Added to the audit entry's evidence.
+        lock_held: The caller holds the workspace ``registry`` lock already.
 
     Raises:
         PromotionError: If there is no champion, or no earlier champion to go back to, or it no
@@ -182,7 +195,7 @@ def rollback(project: Project, *, reason: str | None = None,
     """
     registry = registry or project.registry()
     log = audit_log(project)
-    with project.workspace.lock("registry", command="flywheel rollback"):
+    with _registry_lock(project, "flywheel rollback", lock_held):
         current = registry.alias_version(CHAMPION)
         if current is None:
             raise PromotionError(f"Model {registry.model_name!r} has no champion, so there is "
@@ -200,10 +213,10 @@ def rollback(project: Project, *, reason: str | None = None,
             raise PromotionError(f"The previous champion, version {previous}, no longer exists "
                                  f"in the registry; promote another version explicitly.")
         registry.set_alias(CHAMPION, previous)
-        entry = log.append(action="rollback", model=registry.model_name, alias=CHAMPION,
+        entry = log.append(action=action, model=registry.model_name, alias=CHAMPION,
                            from_version=current, to_version=previous,
                            reason=(reason or "").strip() or "rollback to the previous champion",
-                           evidence={"rolled_back": current})
+                           evidence={"rolled_back": current, **dict(evidence or {})})
     return AliasChange(CHAMPION, current, previous, True, (entry,))
 
 
@@ -227,7 +240,7 @@ def previous_champion(entries: tuple[AuditEntry, ...] | list[AuditEntry], model:
             continue
         if not stack and e.from_version is not None:
             stack.append(e.from_version)  # a champion from before the log began
-        if e.action == "rollback":
+        if e.action.endswith("rollback"):
             if stack and stack[-1] == e.from_version:
                 stack.pop()
             if not stack or stack[-1] != e.to_version:
@@ -301,6 +314,14 @@ def fetch_model_card(project: Project, version: str = "champion",
         raise RegistryError(f"the model card of version {info.version} is incomplete "
                             f"(no model_card.html in {target}).")
     return page
+
+
+def _registry_lock(project: Project, command: str, held: bool
+                   ) -> contextlib.AbstractContextManager[None]:
+    """The workspace ``registry`` lock, unless the caller holds it already."""
+    if held:
+        return contextlib.nullcontext()
+    return project.workspace.lock("registry", command=command)
 
 
 def _resolve_or_latest(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:

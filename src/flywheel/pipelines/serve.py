@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flywheel.core.workspace import atomic_write_text
 from flywheel.pipelines.project import Project
+from flywheel.pipelines.rollout import RolloutDriver
 from flywheel.serving import ModelStore, PredictionLog, ServingApp
 
 CONFIG_ENV = "FLYWHEEL_CONFIG"
@@ -16,14 +17,22 @@ TOKEN_ENV = "FLYWHEEL_ADMIN_TOKEN"
 
 
 def build_app(project: Project, *, poll_interval: float = 2.0, log_predictions: bool = True,
-              flush_interval: float = 1.0) -> ServingApp:
-    """The prediction service for ``project``'s registered model (champion and challenger)."""
+              flush_interval: float = 1.0, decide: bool | None = None) -> ServingApp:
+    """The prediction service for ``project``'s registered model (champion and challenger).
+
+    Args:
+        decide: Run the rollout controller in this process (one worker of several drives it,
+            chosen by a workspace lock); defaults to the spec's ``rollout.auto``.
+    """
     workspace = project.workspace.ensure()
     store = ModelStore(project.registry(), poll_interval=poll_interval,
                        allow_pickle=project.spec.training.allow_pickle)
     prediction_log = PredictionLog(workspace.predictions, flush_interval=flush_interval) \
         if log_predictions else None
-    return ServingApp(store, prediction_log=prediction_log, admin_token=admin_token(project))
+    auto = project.spec.rollout.auto if decide is None else decide
+    background = (RolloutDriver(project),) if auto and log_predictions else ()
+    return ServingApp(store, prediction_log=prediction_log, admin_token=admin_token(project),
+                      background=background)
 
 
 def admin_token(project: Project) -> str:
@@ -46,4 +55,6 @@ def create_app() -> ServingApp:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     project = Project.load(os.environ.get(CONFIG_ENV, "flywheel.yaml"))
     poll = float(os.environ.get("FLYWHEEL_POLL_INTERVAL", "2"))
-    return build_app(project, poll_interval=poll)
+    # Seconds between prediction-log writes: what a SIGKILL can lose (default 1).
+    flush = float(os.environ.get("FLYWHEEL_LOG_FLUSH_SECONDS", "1"))
+    return build_app(project, poll_interval=poll, flush_interval=flush)

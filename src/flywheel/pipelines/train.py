@@ -36,6 +36,7 @@ from flywheel.pipelines._gating import (
     log_model_card,
     train_rows_record,
 )
+from flywheel.pipelines._monitoring_reference import log_monitoring_reference
 from flywheel.pipelines.promote import audit_log, promote_version, record_alias_changes
 from flywheel.registry import MlflowRegistry, ModelVersionInfo
 from flywheel.training import (
@@ -182,6 +183,10 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 "classes": list(encoding.classes), "learner": result.learner,
                 "params": result.params, "metric": metric.name,
             }, indent=1))
+            log_monitoring_reference(registry, run_id, frame=frame, schema=schema,
+                                     task=spec.target.task, classes=tuple(encoding.classes),
+                                     y_holdout=y_holdout, prediction=holdout_prediction,
+                                     seed=seed)
             stage("Running the gates")
             compiled, compiled_tags = compile_for_serving(model, schema, spec.target.task,
                                                           x_holdout)
@@ -344,6 +349,8 @@ def _spec_hash(spec: ProjectSpec) -> str:
     relevant.pop("tracking", None)
     relevant.pop("gates", None)  # gates judge the model; they do not shape it
     relevant.pop("promotion", None)
+    for section in ("monitoring", "rollout", "retraining"):  # they watch or ship the model
+        relevant.pop(section, None)
     relevant.pop("name", None)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 

@@ -294,6 +294,39 @@ class MlflowRegistry:
         """The version ``alias`` points at, or ``None`` if it points nowhere."""
         return self._aliases().get(alias)
 
+    def aliases_and_tags(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The model's aliases and its registered-model tags, read together in one call.
+
+        Both are empty before the first registration.
+        """
+        if self._store_missing():
+            return {}, {}
+        return self._call("read the model's aliases and tags", self._read_model)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        """Set a tag of the registered model itself (not of a version).
+
+        Raises:
+            RegistryError: If the model is not registered yet, or the value is over MLflow's
+                limit of 100,000 characters.
+        """
+        if len(value) > _VERSION_TAG_LIMIT:
+            raise RegistryError(f"the model tag {key!r} would hold {len(value):,} characters, "
+                                f"over MLflow's limit of {_VERSION_TAG_LIMIT:,}.")
+        self._call(f"set model tag {key!r}", lambda: self._client.set_registered_model_tag(
+            self.model_name, key, value))
+
+    def delete_model_tag(self, key: str) -> None:
+        """Remove a tag of the registered model; nothing happens if it is not set."""
+        def delete() -> None:
+            try:
+                self._client.delete_registered_model_tag(self.model_name, key)
+            except MlflowException as exc:
+                if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise
+
+        self._call(f"remove model tag {key!r}", delete)
+
     def versions(self) -> list[ModelVersionInfo]:
         """Every registered version, newest first; empty before the first registration."""
         if self._store_missing():
@@ -443,17 +476,17 @@ class MlflowRegistry:
     def _aliases(self) -> dict[str, str]:
         if self._store_missing():
             return {}
+        return self._call("read the model's aliases", self._read_model)[0]
 
-        def read() -> dict[str, str]:
-            try:
-                model = self._client.get_registered_model(self.model_name)
-            except MlflowException as exc:
-                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                    return {}
-                raise
-            return {alias: str(v) for alias, v in model.aliases.items()}
-
-        return self._call("read the model's aliases", read)
+    def _read_model(self) -> tuple[dict[str, str], dict[str, str]]:
+        try:
+            model = self._client.get_registered_model(self.model_name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}, {}
+            raise
+        return ({alias: str(v) for alias, v in model.aliases.items()},
+                {str(k): str(v) for k, v in (model.tags or {}).items()})
 
     def _get_version(self, version: str) -> ModelVersion:
         number = version[1:] if version[:1] in ("v", "V") and version[1:].isdigit() else version

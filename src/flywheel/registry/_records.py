@@ -20,7 +20,8 @@ from flywheel.core.errors import RegistryError
 if TYPE_CHECKING:
     from flywheel.registry._mlflow import MlflowRegistry
 
-__all__ = ["delete_alias", "download_artifacts", "log_artifact_folder", "set_version_tags"]
+__all__ = ["artifact_exists", "delete_alias", "download_artifacts", "log_artifact_folder",
+           "set_version_tags"]
 
 _VERSION_TAG_LIMIT = 100_000
 
@@ -68,3 +69,19 @@ def download_artifacts(registry: MlflowRegistry, run_id: str, artifact_path: str
         raise RegistryError(f"cannot fetch artifact {artifact_path!r} of run {run_id} ({exc}); "
                             "the artifact store may be unavailable.") from exc
     return Path(local)
+
+
+def artifact_exists(registry: MlflowRegistry, run_id: str, artifact_path: str) -> bool:
+    """Whether the run has the artifact ``artifact_path`` (such as ``profile.json``).
+
+    Raises:
+        RegistryError: If the artifact store cannot be listed.
+    """
+    parent = artifact_path.rpartition("/")[0] or None
+    try:
+        found = registry._call("list artifacts", lambda: registry._client.list_artifacts(
+            run_id, parent))
+    except OSError as exc:
+        raise RegistryError(f"cannot list the artifacts of run {run_id} ({exc}); the artifact "
+                            "store may be unavailable.") from exc
+    return any(item.path == artifact_path for item in found)

@@ -1,19 +1,26 @@
-"""Serving: the ASGI prediction service, its models, batching, prediction log and metrics."""
+"""Serving: the ASGI prediction service, its models, batching, rollout routing, prediction log
+and metrics."""
 
 from __future__ import annotations
 
-from flywheel.serving._log import PredictionLog, read_feedback, read_predictions
+from flywheel.serving._log import INPUT_PREFIX, PredictionLog, read_feedback, read_predictions
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._predictor import LoadedModel, PipelinePredictor, build_loaded_model
+from flywheel.serving._router import RoutePlan, Router
+from flywheel.serving._shadow import ShadowRunner
 from flywheel.serving.app import ServingApp
 
 __all__ = [
+    "INPUT_PREFIX",
     "LoadedModel",
     "ModelStore",
     "PipelinePredictor",
     "PredictionLog",
+    "RoutePlan",
+    "Router",
     "ServedModel",
     "ServingApp",
+    "ShadowRunner",
     "build_loaded_model",
     "read_feedback",
     "read_predictions",

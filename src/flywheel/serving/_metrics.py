@@ -42,7 +42,18 @@ class ServingMetrics:
         self.model_info = Gauge("flywheel_model_version_info", "1 for each loaded model "
                                 "version and alias.", ["alias", "model_version"],
                                 registry=self.registry, multiprocess_mode="liveall")
+        self.candidate_failures = Counter(
+            "flywheel_rollout_candidate_failures", "Calls of a version under rollout that "
+            "failed or timed out; the champion answered instead.",
+            ["model_version", "arm", "kind"], registry=self.registry)
+        self.shadow_calls = Counter("flywheel_shadow_calls", "Mirrored (shadow) calls by "
+                                    "outcome: ok, error, timeout, dropped.",
+                                    ["model_version", "outcome"], registry=self.registry)
+        self.rollout_weight = Gauge("flywheel_rollout_weight", "Traffic share of each arm of "
+                                    "the running rollout.", ["arm", "model_version"],
+                                    registry=self.registry, multiprocess_mode="liveall")
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._weighted: set[tuple[str, str]] = set()
 
     def request(self, endpoint: str, version: str, status: int, seconds: float) -> None:
         key = ("r", endpoint, version, status)
@@ -70,6 +81,28 @@ class ServingMetrics:
             if child is None:
                 child = self._children[key] = self.predictions.labels(version, str(label))
             child.inc()
+
+    def candidate_failed(self, version: str, arm: str, kind: str) -> None:
+        self.candidate_failures.labels(version, arm, kind).inc()
+
+    def shadow_call(self, version: str, outcome: str) -> None:
+        key = ("s", version, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.shadow_calls.labels(version, outcome)
+        child.inc()
+
+    def set_weights(self, weights: dict[tuple[str, str], float]) -> None:
+        """The rollout's traffic shares by (arm, version); arms no longer routed read 0.
+
+        (Zeroed rather than removed: in multiprocess mode a removed series lives on in the
+        worker's metric file.)
+        """
+        for arm, version in self._weighted - set(weights):
+            self.rollout_weight.labels(arm, version).set(0.0)
+        for (arm, version), share in weights.items():
+            self.rollout_weight.labels(arm, version).set(share)
+        self._weighted |= set(weights)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

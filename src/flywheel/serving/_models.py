@@ -5,6 +5,10 @@ version is loaded, checksum-verified and compiled beside the old one, then swapp
 reference assignment: requests already running finish on the version they started with, new
 ones get the new version, none fails. If the registry is unreachable, the loaded models keep
 serving and the thread tries again.
+
+The same read brings the rollout state (model tag ``flywheel.rollout``): the versions a running
+rollout routes to are loaded before the router sends them any traffic, and kept loaded until it
+ends (the blue-green standby too, so switching back needs no load).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from flywheel.core.errors import FlywheelError
+from flywheel.core.errors import FlywheelError, RolloutError
 from flywheel.data import DataSchema
 from flywheel.registry import MlflowRegistry
 from flywheel.core._yaml import read_yaml_text
 from flywheel.core.spec import parse_config
 from flywheel.serving._inputs import InputChecker
+from flywheel.rollout import STATE_TAG, RolloutState, parse_state
 from flywheel.serving._predictor import LoadedModel, build_loaded_model
 
 log = logging.getLogger("flywheel.serving")
@@ -60,7 +65,12 @@ class ModelStore:
         self.on_change = on_change
         self.by_alias: dict[str, ServedModel] = {}
         self.by_version: dict[str, ServedModel] = {}
+        self.pinned: dict[str, ServedModel] = {}
+        """Versions a running rollout needs that no alias points at (bandit arms, the
+        blue-green standby), kept loaded beside the aliases."""
+        self.rollout: RolloutState | None = None
         self.last_error: str | None = None
+        self._rollout_text: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -69,17 +79,20 @@ class ModelStore:
         return self.by_alias.get(self.aliases[0])
 
     def reconcile(self) -> bool:
-        """Load whatever the aliases point at now; True if anything changed.
+        """Load whatever the aliases and the rollout state ask for now; True if anything
+        changed.
 
-        Registry errors are remembered in ``last_error`` and logged, never raised: the loaded
-        models keep serving.
+        Aliases and the rollout state are read in one registry call, so they agree. Registry
+        errors are remembered in ``last_error`` and logged, never raised: the loaded models
+        keep serving.
         """
         changed = failed = False
         try:
-            targets = {alias: self.registry.alias_version(alias) for alias in self.aliases}
+            aliases, tags = self.registry.aliases_and_tags()
         except FlywheelError as exc:
             self._remember(f"registry unavailable: {exc}")
             return False
+        targets = {alias: aliases.get(alias) for alias in self.aliases}
         for alias, version in targets.items():
             current = self.by_alias.get(alias)
             if version is None:
@@ -90,16 +103,51 @@ class ModelStore:
             if current is not None and current.version == version:
                 continue
             try:
-                served = self.by_version.get(version) or self._load(version)
+                served = self.by_version.get(version) or self.load(version)
             except FlywheelError as exc:
                 self._remember(f"cannot load version {version} for {alias}: {exc}")
                 failed = True
                 continue
             self._swap(alias, served)
             changed = True
-        if not failed:
+        rollout_changed, rollout_failed = self._reconcile_rollout(tags.get(STATE_TAG))
+        if not (failed or rollout_failed):
             self.last_error = None
-        return changed
+        return changed or rollout_changed
+
+    def _reconcile_rollout(self, text: str | None) -> tuple[bool, bool]:
+        """Follow the rollout state: load the versions it routes to, then publish it (so the
+        router never sees a state whose versions are still loading); (changed, failed)."""
+        failed = changed = False
+        state = self.rollout
+        if text != self._rollout_text:
+            try:
+                state = parse_state(text) if text else None
+            except RolloutError as exc:
+                self._remember(f"ignoring the rollout state: {exc}")
+                state, failed = None, True
+            self._rollout_text = text
+            changed = True
+        needed = set() if state is None or not state.running else \
+            state.traffic().versions | {state.champion, state.challenger}
+        needed -= {m.version for m in self.by_alias.values()}
+        for version in sorted(needed - set(self.pinned)):
+            try:
+                self.pinned[version] = self.by_version.get(version) or self.load(version)
+            except FlywheelError as exc:
+                self._remember(f"cannot load version {version} for rollout {state.id}: {exc}")
+                failed = True
+                continue
+            changed = True
+        for version in set(self.pinned) - needed:
+            del self.pinned[version]
+            changed = True
+        if changed:
+            self.rollout = state
+            self.by_version = {**self.pinned, **{m.version: m for m in self.by_alias.values()}}
+            if self.on_change is not None:
+                self.on_change("rollout", None if state is None else state.id)
+        return changed, failed
 
     def start(self) -> ModelStore:
         self._thread = threading.Thread(target=self._run, name="flywheel-model-reconciler",
@@ -119,7 +167,12 @@ class ModelStore:
             except Exception:  # noqa: BLE001 - the reconciler must outlive any surprise
                 log.exception("model reconciliation failed; will retry")
 
-    def _load(self, version: str) -> ServedModel:
+    def load(self, version: str) -> ServedModel:
+        """Load ``version`` (checksum verified, compiled when verified) without serving it.
+
+        Raises:
+            FlywheelError: If it cannot be found, verified or loaded.
+        """
         info = self.registry.version_info(version)
         model = self.registry.load_model(version, allow_pickle=self.allow_pickle)
         if info.run_id is None:
@@ -136,8 +189,7 @@ class ModelStore:
             self.by_alias.pop(alias, None)
         else:
             self.by_alias[alias] = served
-        live = {m.version: m for m in self.by_alias.values()}
-        self.by_version = live
+        self.by_version = {**self.pinned, **{m.version: m for m in self.by_alias.values()}}
         if self.on_change is not None:
             self.on_change(alias, None if served is None else served.version)
 

@@ -7,11 +7,17 @@ endpoints are few and simple and share the same dispatch table.
 
 Endpoints: POST /predict, POST /feedback, GET /healthz, /readyz, /metrics, /openapi.json,
 POST /admin/reload (token), and the Open Inference Protocol v2 under /v2.
+
+While a rollout runs (the state the model store reads from the registry), ``/predict`` and the
+model's ``infer`` go through ``RolloutResponder`` (``_routed.py``): the router picks the version,
+a failing challenger is covered by the champion, and a share may be mirrored to a shadow.
+Without one, the request path checks a single attribute and is otherwise unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import logging
 import os
@@ -19,7 +25,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -31,6 +37,7 @@ from flywheel.serving._log import PredictionLog
 from flywheel.serving._metrics import ServingMetrics
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._openapi import openapi_document
+from flywheel.serving._routed import RolloutResponder
 from flywheel.serving._v2 import V2Error, v2_metadata, v2_records, v2_response
 
 log = logging.getLogger("flywheel.serving")
@@ -72,13 +79,16 @@ class ServingApp:
 
     def __init__(self, store: ModelStore, *, prediction_log: PredictionLog | None = None,
                  admin_token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 max_batch_rows: int = 512) -> None:
+                 max_batch_rows: int = 512, background: Sequence[Any] = ()) -> None:
         self.store = store
         self.log = prediction_log
         self.admin_token = admin_token
         self.max_body_bytes = max_body_bytes
         self.metrics = ServingMetrics()
         self.batcher = Batcher(max_rows=max_batch_rows, on_batch=self.metrics.batch_rows.observe)
+        self.rollout = RolloutResponder(self.batcher, prediction_log, self.metrics)
+        self.background = tuple(background)
+        """Started with the server and stopped with it (the rollout controller's driver)."""
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple[int, Any]]]] = {
             ("POST", "/feedback"): self._feedback,
             ("GET", "/healthz"): self._live,
@@ -123,6 +133,8 @@ class ServingApp:
         self.store.start()
         if self.log is not None:
             self.log.start()
+        for task in self.background:
+            task.start()
         # Everything loaded so far lives as long as the process: keep the garbage collector
         # from scanning it again and again (full collections paused servers 120-170 ms).
         import gc
@@ -131,7 +143,10 @@ class ServingApp:
         gc.freeze()
 
     def shutdown(self) -> None:
+        for task in self.background:
+            task.stop()
         self.store.stop()
+        self.rollout.stop()
         if self.log is not None:
             self.log.close()
 
@@ -183,34 +198,42 @@ class ServingApp:
             raise HttpError(422, "the input does not match the model's features",
                             exc.problems) from None
         request_id = _request_id(scope)
-        predictions, probabilities = await self._answer(served, records, request_id, started)
+        event_time = _event_time(scope)
+        arm = "champion"
+        if self.rollout.router.plan is None:
+            predictions, probabilities = await self._answer(served, records, request_id, started)
+        else:
+            served, arm, records, (predictions, probabilities) = await self.rollout.answer(
+                scope["headers"], served, body, records, request_id, started, self._answer)
         payload: dict[str, Any] = {"request_id": request_id, "model_version": served.version,
                                    "predictions": predictions}
         if probabilities is not None:
             payload["classes"] = served.model.classes
             payload["probabilities"] = probabilities
-        self._record(request_id, served, records, predictions, probabilities, started)
+        self._record(request_id, served, records, predictions, probabilities, started,
+                     event_time, arm)
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
 
     async def _answer(self, served: ServedModel, records: list[dict[str, Any]],
-                      request_id: str, started: float) -> Any:
+                      request_id: str, started: float, arm: str = "champion") -> Any:
         try:
             return await self.batcher.submit(served, records)
         except Exception as exc:  # the model raised on this input
             log.warning("version %s failed on a request: %s", served.version, exc)
             if self.log is not None:
                 self.log.append_error(request_id, time.time(), served.version,
-                                      (time.perf_counter() - started) * 1000.0, "champion",
+                                      (time.perf_counter() - started) * 1000.0, arm,
                                       f"{type(exc).__name__}: {exc}"[:500])
             raise HttpError(422, f"the model could not score this input: {exc}") from None
 
     def _record(self, request_id: str, served: ServedModel, records: list[dict[str, Any]],
-                predictions: list[Any], probabilities: Any, started: float) -> None:
+                predictions: list[Any], probabilities: Any, started: float,
+                event_time: float | None = None, arm: str = "champion") -> None:
         self.metrics.predicted(served.version, predictions, probabilities is None)
         if self.log is not None:
             self.log.append(served.log_layout, request_id, time.time(), served.version,
                             (time.perf_counter() - started) * 1000.0, records, predictions,
-                            probabilities)
+                            probabilities, arm=arm, event_time=event_time)
 
     # Open Inference Protocol v2 ------------------------------------------------------------
 
@@ -235,9 +258,16 @@ class ServingApp:
                 raise HttpError(422, "the inputs do not match the model's features",
                                 exc.problems) from None
             request_id = request_id or _request_id(scope)
-            predictions, probabilities = await self._answer(served, records, request_id,
-                                                            started)
-            self._record(request_id, served, records, predictions, probabilities, started)
+            event_time = _event_time(scope)
+            arm = "champion"
+            if match["version"] is not None or self.rollout.router.plan is None:
+                predictions, probabilities = await self._answer(served, records, request_id,
+                                                                started)
+            else:  # the model's own endpoint follows the rollout, like /predict
+                served, arm, records, (predictions, probabilities) = await self.rollout.answer(
+                    scope["headers"], served, body, records, request_id, started, self._answer)
+            self._record(request_id, served, records, predictions, probabilities, started,
+                         event_time, arm)
             return 200, v2_response(served, request_id, predictions, probabilities), served.version
         raise HttpError(405, f"{method} {path} is not allowed")
 
@@ -292,6 +322,12 @@ class ServingApp:
         payload = {"ready": ready, "models": loaded}
         if self.store.last_error:
             payload["registry"] = self.store.last_error
+        state, router = self.store.rollout, self.rollout.router
+        if state is not None and state.running and router.plan is not None:
+            payload["rollout"] = {  # as applied by this worker's router
+                "id": router.plan.rollout, "kind": state.kind, "revision": state.revision,
+                "weights": {f"{arm}:{v}": w for (arm, v), w in router.weights.items()},
+                **({"problem": router.problem} if router.problem else {})}
         return (200 if ready else 503), payload
 
     async def _server_metadata(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
@@ -315,7 +351,15 @@ class ServingApp:
             raise HttpError(401, "missing or wrong admin token (Authorization: Bearer <token>)")
 
     def _model_changed(self, alias: str, version: str | None) -> None:
-        log.info("alias %s now serves version %s", alias, version)
+        router = self.rollout.router
+        before = router.plan.rollout if router.plan is not None else None
+        router.update(self.store.rollout, self.store.by_version)
+        after = router.plan.rollout if router.plan is not None else None
+        if alias != "rollout":
+            log.info("alias %s now serves version %s", alias, version)
+        elif after != before:
+            log.info("rollout %s", f"{after} routes traffic" if after else f"{before} ended")
+        self.metrics.set_weights(self.rollout.router.weights)
         for a in self.store.aliases:
             served = self.store.by_alias.get(a)
             if served is not None:
@@ -364,6 +408,30 @@ def _request_id(scope: Scope) -> str:
     if given and len(given) <= 128:
         return given.decode("latin-1")
     return uuid.uuid4().hex
+
+
+def _event_time(scope: Scope) -> float | None:
+    """The client's event time (header x-flywheel-event-time: Unix seconds or ISO 8601)."""
+    given = _header(scope, b"x-flywheel-event-time")
+    if not given:
+        return None
+    text = given.decode("latin-1").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds == seconds and abs(seconds) < 1e11:  # finite, within years 0-5000
+            return seconds
+        raise HttpError(400, f"x-flywheel-event-time: {text[:40]!r} is not a time")
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HttpError(400, f"x-flywheel-event-time: expected Unix seconds or an ISO 8601 "
+                             f"time, got {text[:40]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -98,3 +98,18 @@ def test_the_commented_spec_written_by_init_parses_back_to_the_same_spec() -> No
     text = render_spec(spec, inferred={"task": "inferred", "excluded": "id (id: unique)"})
     assert parse_spec(yaml.safe_load(text)) == spec
     assert "# inferred" in text and "learners:" in text and "tracking:" in text
+
+
+def test_retraining_schedule_must_be_a_five_field_cron_expression() -> None:
+    ok = parse_spec({**MINIMAL, "retraining": {"schedule": "0 3 * * 0"}})
+    assert ok.retraining.schedule == "0 3 * * 0"
+    with pytest.raises(ConfigError, match="retraining.schedule: .*cron"):
+        parse_spec({**MINIMAL, "retraining": {"schedule": "every sunday"}})
+
+
+def test_retraining_triggers_read_as_rules() -> None:
+    spec = parse_spec({**MINIMAL, "retraining": {"triggers": ["drift_share > 0.3",
+                                                              "roc_auc < 0.7"]}})
+    assert [str(t) for t in spec.retraining.triggers] == ["drift_share > 0.3", "roc_auc < 0.7"]
+    with pytest.raises(ConfigError, match="retraining.triggers"):
+        parse_spec({**MINIMAL, "retraining": {"triggers": ["drift_share >> 0.3"]}})

@@ -1,0 +1,263 @@
+"""The rollout controller: read the evidence, decide, apply; and the thread that runs it while
+serving.
+
+``RolloutController.tick`` holds the workspace ``registry`` lock from reading the state to
+writing the outcome, so two controllers (two server workers, a server and the retraining loop)
+never decide on the same state twice. A decision that moves an alias is written to the state
+as ``pending`` first; a tick that finds one (a controller died midway) completes it, and
+completing it twice changes nothing. Promotion and switching back reuse ``promote_version``
+and ``rollback``, so they are gated and audited like any other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock, Timeout
+
+from flywheel.core.errors import (
+    FlywheelError,
+    GateError,
+    ModelNotFoundError,
+    PromotionError,
+    WorkspaceBusyError,
+)
+from flywheel.pipelines._rollout_checks import ab_plan, warm_up
+from flywheel.pipelines._rollout_start import start_rollout
+from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
+from flywheel.pipelines.promote import audit_log, promote_version, resolve_version, rollback
+from flywheel.registry import CHAMPION
+from flywheel.rollout import Decision, RolloutState, decide, gather_evidence
+from flywheel.serving import read_predictions
+
+if TYPE_CHECKING:
+    from flywheel.pipelines.project import Project
+    from flywheel.registry import MlflowRegistry
+
+__all__ = ["RolloutController", "RolloutDriver"]
+
+log = logging.getLogger("flywheel.rollout")
+
+_FINAL_STATUS = {"promote": "promoted", "rollback": "rolled_back", "conclude": "completed"}
+_AUDIT_WEIGHT_MOVE = 0.10
+
+
+class RolloutController:
+    """Decides a project's running rollout from the prediction log and applies the decision.
+
+    Args:
+        registry: The registry to use (default: the project's).
+        lock_timeout: Seconds to wait for the workspace ``registry`` lock.
+    """
+
+    def __init__(self, project: Project, *, registry: MlflowRegistry | None = None,
+                 lock_timeout: float = 30.0) -> None:
+        self.project = project
+        self.registry = registry or project.registry()
+        self.lock_timeout = lock_timeout
+
+    def tick(self) -> Decision | None:
+        """Look once: the decision taken (and applied), or None if no rollout is running.
+
+        Raises:
+            WorkspaceBusyError: If another change holds the registry lock too long.
+            RegistryError: If the registry cannot be read or written.
+            RolloutError: If the stored state is damaged.
+        """
+        with self.project.workspace.lock("registry", timeout=self.lock_timeout,
+                                         command="flywheel rollout (controller)"):
+            aliases, tags = self.registry.aliases_and_tags()
+            state = read_state(tags)
+            if state is None or not state.running:
+                return None
+            if state.pending is not None:
+                return self._finish_pending(state)
+            expected = state.challenger if state.phase == "switched" else state.champion
+            if aliases.get(CHAMPION) != expected:
+                return self._superseded(state, aliases.get(CHAMPION))
+            frame = read_predictions(self.project.workspace.predictions, since=state.started)
+            if state.kind == "ab" and state.plan is None:
+                champion = resolve_version(self.registry, state.champion)
+                plan = ab_plan(self.project, state.policy, champion, frame)
+                state = state.model_copy(update={"plan": plan})
+            evidence = gather_evidence(frame, state)
+            health = None
+            if state.kind == "blue_green" and state.phase != "switched":
+                budget = state.policy.limits.max_p99_latency_ms or \
+                    self.project.spec.gates.latency_p99_ms
+                health = warm_up(self.project, self.registry, state.challenger,
+                                 rows=state.policy.warmup_rows, budget_ms=budget)
+            decision = decide(state, evidence, health=health)
+            self._apply(state, decision, evidence.to_dict())
+            return decision
+
+    # Applying --------------------------------------------------------------------------------
+
+    def _apply(self, state: RolloutState, decision: Decision, arms: dict[str, Any]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        record = {**decision.to_dict(), "at": now.isoformat(timespec="seconds")}
+        base: dict[str, Any] = {"decision": record, "counts": arms}
+        if decision.p_value is not None:
+            base["p_value"] = decision.p_value
+        evidence = {"rollout": state.id, "kind": state.kind, "stage": state.stage,
+                    "decision": decision.to_dict(), "arms": arms}
+        action = decision.action
+        if action in ("wait", "reweight", "advance"):
+            if action == "advance":
+                base.update(stage=decision.stage, stage_started=now)
+            if action == "reweight" and decision.weights is not None:
+                base["weights"] = decision.weights
+                moved = max(abs(w - state.audited_weights.get(v, 0.0))
+                            for v, w in decision.weights.items())
+                if moved < _AUDIT_WEIGHT_MOVE:
+                    write_state(self.registry, state.model_copy(update=base))
+                    return
+                base["audited_weights"] = decision.weights
+            write_state(self.registry, state.model_copy(update=base))
+            if action != "wait":
+                self._audit(state, f"rollout_{action}", decision.reason, evidence)
+            return
+        if action in ("promote", "switch"):
+            version = decision.version or state.challenger
+            pending = write_state(self.registry, state.model_copy(update={
+                **base, "pending": "promote", "pending_version": version}))
+            self._promote(pending, version, action, decision.reason, evidence)
+            return
+        if action == "rollback" and state.phase == "switched":
+            pending = write_state(self.registry, state.model_copy(update={
+                **base, "pending": "rollback"}))
+            self._switch_back(pending, decision.reason, evidence)
+            return
+        write_state(self.registry, state.model_copy(update={
+            **base, "status": _FINAL_STATUS[action]}))
+        self._audit(state, f"rollout_{action}", decision.reason, evidence)
+        if decision.then == "canary":
+            start_rollout(self.project, "canary", state.challenger, registry=self.registry,
+                          reason=f"after a clean shadow (rollout {state.id})", lock_held=True)
+
+    def _promote(self, state: RolloutState, version: str, action: str, reason: str,
+                 evidence: dict[str, Any]) -> None:
+        try:
+            change = promote_version(self.project, version, reason=reason,
+                                     action=f"rollout_{action}", evidence=evidence,
+                                     registry=self.registry, lock_held=True)
+        except (GateError, PromotionError, ModelNotFoundError) as exc:
+            # Not a passing fault: retrying would fail the same way. End the rollout, say why.
+            why = f"could not {action} version {version}: {exc}"
+            write_state(self.registry, state.model_copy(update={
+                "status": "stopped", "pending": None, "pending_version": None,
+                "decision": {"action": "stop", "reason": why,
+                             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}))
+            self._audit(state, "rollout_stop", why, evidence)
+            return
+        if not change.changed:  # already champion (a retried decision, a blue-green bake)
+            self._audit(state, f"rollout_{action}", reason, evidence)
+        update: dict[str, Any] = {"pending": None, "pending_version": None}
+        if action == "switch":
+            update.update(phase="switched", stage_started=dt.datetime.now(dt.UTC))
+        else:
+            update["status"] = "promoted"
+        write_state(self.registry, state.model_copy(update=update))
+
+    def _switch_back(self, state: RolloutState, reason: str, evidence: dict[str, Any]) -> None:
+        if self.registry.alias_version(CHAMPION) == state.challenger:
+            try:
+                rollback(self.project, reason=reason, registry=self.registry,
+                         action="rollout_rollback", evidence=evidence, lock_held=True)
+            except PromotionError:  # the log knows no earlier champion: name it explicitly
+                promote_version(self.project, state.champion, reason=reason, force=True,
+                                action="rollout_rollback", evidence=evidence,
+                                registry=self.registry, lock_held=True)
+        write_state(self.registry, state.model_copy(update={
+            "pending": None, "status": "rolled_back"}))
+
+    def _finish_pending(self, state: RolloutState) -> Decision:
+        recorded = state.decision or {}
+        reason = f"completing a decision interrupted earlier: {recorded.get('reason', '')}"
+        evidence = {"rollout": state.id, "kind": state.kind, "resumed": True}
+        if state.pending == "promote":
+            version = state.pending_version or state.challenger
+            decision = Decision("switch" if recorded.get("action") == "switch" else "promote",
+                                reason, version=version)
+            self._promote(state, version, decision.action, reason, evidence)
+            return decision
+        self._switch_back(state, reason, evidence)
+        return Decision("rollback", reason)
+
+    def _superseded(self, state: RolloutState, champion: str | None) -> Decision:
+        reason = (f"the champion moved to version {champion} outside the rollout; the "
+                  f"rollout of version {state.challenger} ends")
+        now = dt.datetime.now(dt.UTC)
+        write_state(self.registry, state.model_copy(update={
+            "status": "stopped",
+            "decision": {"action": "stop", "reason": reason, "at": now.isoformat()}}))
+        self._audit(state, "rollout_stop", reason, {"rollout": state.id, "champion": champion})
+        return Decision("conclude", reason)
+
+    def _audit(self, state: RolloutState, action: str, reason: str,
+               evidence: dict[str, Any]) -> None:
+        audit_log(self.project).append(action=action, model=self.registry.model_name,
+                                       alias=ROLLOUT_ALIAS, from_version=state.champion,
+                                       to_version=state.challenger, reason=reason,
+                                       evidence=evidence)
+
+
+class RolloutDriver:
+    """Runs ``RolloutController.tick`` every ``interval`` seconds in a background thread.
+
+    Of several server workers (or replicas sharing the workspace), one drives: each tries a
+    non-blocking workspace lock ``rollout-controller`` and only its holder ticks; if that
+    process dies, the operating system frees the lock and another worker takes over at its
+    next try.
+    """
+
+    def __init__(self, project: Project, *, interval: float | None = None,
+                 registry: MlflowRegistry | None = None) -> None:
+        self.project = project
+        self.interval = interval if interval is not None else project.spec.rollout.tick_seconds
+        self.controller = RolloutController(project, registry=registry, lock_timeout=5.0)
+        self.leader = False
+        self.last_decision: Decision | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = FileLock(str(project.workspace.ensure().locks / "rollout-controller.lock"))
+
+    def start(self) -> RolloutDriver:
+        self._thread = threading.Thread(target=self._run, name="flywheel-rollout-controller",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self.leader:
+            self._lock.release()
+            self.leader = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.leader:
+                try:
+                    self._lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                self.leader = True
+                log.info("this worker drives rollout decisions")
+            try:
+                decision = self.controller.tick()
+            except WorkspaceBusyError:
+                continue  # a promotion or training holds the registry; next time
+            except FlywheelError as exc:
+                log.warning("rollout controller: %s", exc)
+                continue
+            except Exception:  # noqa: BLE001 - the controller must outlive any surprise
+                log.exception("rollout controller failed; will retry")
+                continue
+            if decision is not None and decision.action != "wait":
+                log.info("rollout decision: %s: %s", decision.action, decision.reason)
+            self.last_decision = decision
