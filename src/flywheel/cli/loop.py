@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # the loop's stack (MLflow, LightGBM) loads when a command ru
 
 _out = Console()
 _err = Console(stderr=True)
+# The report's tables are wide; a pipe or a file (no terminal to measure) gets 120 columns.
+_wide = _out if _out.is_terminal else Console(width=120)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to flywheel.yaml.")]
 
 
@@ -97,8 +99,8 @@ def _write_report(project: Project, *, html: Path | None = None, markdown: Path 
 
 
 def print_report(delivered: DeliveryReport, html: Path) -> None:
-    _out.print(f"\n[bold]Delivery report: {escape(delivered.model)}[/bold]\n")
-    _out.print(escape(delivered.summary()), soft_wrap=False)
+    _wide.print(f"\n[bold]Delivery report: {escape(delivered.model)}[/bold]\n")
+    _wide.print(escape(delivered.summary()), soft_wrap=False)
     table = Table(box=box.SIMPLE_HEAD, title=f"Measured {delivered.metric} on labelled traffic")
     for head in ("period", "predictions", "labelled", "deployed", f"v{delivered.baseline_version}"
                  " never retrained", "difference", "p99 ms", "served by"):
@@ -114,7 +116,7 @@ def print_report(delivered: DeliveryReport, html: Path) -> None:
                       delivered.baseline is None else
                       f"{delivered.deployed - delivered.baseline:+.4f}", _n(delivered.p99_ms, 2),
                       "", style="bold")
-        _out.print(table)
+        _wide.print(table)
     events = [*delivered.events, *delivered.decisions]
     if events:
         log = Table(box=box.SIMPLE_HEAD, title="Retraining and rollout decisions")
@@ -122,10 +124,10 @@ def print_report(delivered: DeliveryReport, html: Path) -> None:
             log.add_column(head)
         for e in sorted(events, key=lambda e: e["seq"]):
             log.add_row((e.get("clock") or e["time"])[:10], e["action"], escape(e["reason"]))
-        _out.print(log)
+        _wide.print(log)
     for note in delivered.notes:
-        _out.print(f"[yellow]note:[/yellow] {escape(note)}")
-    _out.print(f"HTML report with plots: {html}")
+        _wide.print(f"[yellow]note:[/yellow] {escape(note)}")
+    _wide.print(f"HTML report with plots: {html}")
 
 
 def _n(value: float | None, digits: int = 4) -> str:
