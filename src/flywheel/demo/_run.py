@@ -45,21 +45,21 @@ class DemoSettings:
     tick_days: int = 7
     trials: int = 16
     timeout: float = 40.0
-    retrain_trials: int = 12
-    retrain_timeout: float = 30.0
+    retrain_trials: int = 8
+    retrain_timeout: float = 20.0
+    cooldown_days: float = 45.0
     window_rows: int = 6000
     min_labels: int = 15000
-    data_rows: int = 100_000
+    data_rows: int = 60_000
     canary_requests: int = 150
     canary_labels: int = 60
     restart_month: int = 7
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(every=4, trials=6, timeout=12.0, retrain_trials=5, retrain_timeout=10.0,
-                   tick_days=14, window_rows=2500, min_labels=4000, data_rows=25_000,
-                   canary_requests=40,
-                   canary_labels=15)
+        return cls(every=4, trials=6, timeout=10.0, retrain_trials=4, retrain_timeout=8.0,
+                   cooldown_days=60.0, tick_days=14, window_rows=2500, min_labels=4000,
+                   data_rows=20_000, canary_requests=40, canary_labels=15)
 
 
 def run_demo(directory: Path, *, settings: DemoSettings | None = None,
@@ -108,7 +108,7 @@ def _prepare(directory: Path, flights: pd.DataFrame, settings: DemoSettings,
     spec["retraining"] = {
         **spec.get("retraining", {}),
         "triggers": ["dataset_drift > 0", "roc_auc_drop > 0.03"],
-        "cooldown_hours": 24 * 30, "window_rows": settings.window_rows,
+        "cooldown_hours": 24 * settings.cooldown_days, "window_rows": settings.window_rows,
         # Retraining learns from January-February and the latest labelled traffic.
         "min_window_rows": settings.window_rows // 3, "data_days": None,
         "data_rows": settings.data_rows, "include_training_data": True,
