@@ -26,7 +26,7 @@ import pandas as pd
 from flywheel.core._yaml import dump_yaml, read_yaml
 from flywheel.demo._flights import FEATURES, TARGET, load_flights, months
 from flywheel.demo._server import ServerProcess
-from flywheel.pipelines.loop import RetrainingLoop, TickResult
+from flywheel.pipelines.loop import LoopState, RetrainingLoop, TickResult
 from flywheel.pipelines.project import Project
 
 __all__ = ["DemoSettings", "run_demo"]
@@ -191,8 +191,6 @@ def _replay(project: Project, server: ServerProcess, replay: pd.DataFrame,
 
 
 def _rolling_out(loop: RetrainingLoop) -> bool:
-    from flywheel.pipelines.loop import LoopState  # noqa: PLC0415 - same package, cheap
-
     return LoopState.read(loop.state_path).phase != "idle"
 
 

@@ -13,7 +13,6 @@ import base64
 import dataclasses
 import datetime as dt
 import html
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flywheel.core._figures import new_figure, png_bytes
 from flywheel.core.spec import Task
 from flywheel.core.workspace import atomic_write_bytes, atomic_write_text
 from flywheel.evaluation._gates import GateReport
@@ -143,31 +143,16 @@ def permutation_importances(model: Any, frame: pd.DataFrame, y: np.ndarray, *, t
 # Plots ------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 6.0, height: float = 3.6) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 def _importance_plot(importances: list[tuple[str, float, float]]) -> bytes:
     top = importances[:_TOP_FEATURES][::-1]
-    fig = _figure(6.0, max(2.0, 0.3 * len(top) + 1.0))
+    fig = new_figure(6.0, max(2.0, 0.3 * len(top) + 1.0))
     ax = fig.add_subplot()
     ax.barh([t[0] for t in top], [t[1] for t in top], xerr=[t[2] for t in top],
             color="#4c72b0", ecolor="#555555")
     ax.axvline(0, color="#999999", linewidth=0.8)
     ax.set_xlabel("drop of the metric when the column is shuffled")
     ax.set_title("Permutation importance (holdout)")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _calibration_plot(y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> bytes:
@@ -183,7 +168,7 @@ def _calibration_plot(y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...])
         if len(edges) > 1 else np.zeros(len(confidence), dtype=int)
     mean_p = [confidence[bins == b].mean() for b in np.unique(bins)]
     rate = [hit[bins == b].mean() for b in np.unique(bins)]
-    fig = _figure(6.0, 4.2)
+    fig = new_figure(6.0, 4.2)
     ax = fig.add_subplot(2, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfectly calibrated")
     ax.plot(mean_p, rate, marker="o", color="#4c72b0", label="model (deciles)")
@@ -194,7 +179,7 @@ def _calibration_plot(y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...])
     hist.hist(confidence, bins=20, range=(0, 1), color="#8c8c8c")
     hist.set_xlabel(label)
     hist.set_ylabel("rows")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _residual_plot(y: np.ndarray, pred: np.ndarray, seed: int) -> bytes:
@@ -202,7 +187,7 @@ def _residual_plot(y: np.ndarray, pred: np.ndarray, seed: int) -> bytes:
     keep = np.arange(len(residual))
     if len(keep) > _RESIDUAL_POINTS:
         keep = np.random.default_rng(seed).choice(len(keep), _RESIDUAL_POINTS, replace=False)
-    fig = _figure(8.0, 3.4)
+    fig = new_figure(8.0, 3.4)
     ax = fig.add_subplot(1, 2, 1)
     ax.scatter(np.asarray(pred)[keep], residual[keep], s=5, alpha=0.4, color="#4c72b0")
     ax.axhline(0, color="#999999", linewidth=0.8)
@@ -213,7 +198,7 @@ def _residual_plot(y: np.ndarray, pred: np.ndarray, seed: int) -> bytes:
     hist.hist(residual, bins=40, color="#8c8c8c")
     hist.set_xlabel("actual - predicted")
     hist.set_title("Residual distribution")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 # Rendering --------------------------------------------------------------------------------

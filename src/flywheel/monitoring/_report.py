@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from flywheel.core._figures import new_figure, png_bytes
 from flywheel.monitoring._drift import ColumnDrift
 from flywheel.monitoring._result import MonitorResult
 
@@ -206,26 +206,15 @@ def _history(history: Sequence[Mapping[str, Any]], result: MonitorResult) -> lis
 # Plots ------------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=90, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _img(fig: Any, alt: str) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    encoded = base64.b64encode(png_bytes(fig)).decode("ascii")
     return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{encoded}'></p>"
 
 
 def _distribution_plot(columns: Sequence[ColumnDrift]) -> Any:
     cols = 2
     rows = (len(columns) + cols - 1) // cols
-    fig = _figure(10.0, 2.6 * rows)
+    fig = new_figure(10.0, 2.6 * rows, dpi=90)
     for i, c in enumerate(columns):
         ax = fig.add_subplot(rows, cols, i + 1)
         labels, ref, cur = c.shares
@@ -250,7 +239,7 @@ def _history_plot(points: Sequence[Mapping[str, Any]]) -> Any:
     import datetime as dt
 
     times = [dt.datetime.fromisoformat(str(p["created"])) for p in points]
-    fig = _figure(10.0, 3.2)
+    fig = new_figure(10.0, 3.2, dpi=90)
     drift_ax = fig.add_subplot(1, 2, 1)
     series = [("drift_share", "drift share"), ("multivariate_auc", "domain classifier AUC")]
     for key, label in series:

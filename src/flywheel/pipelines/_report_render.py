@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from typing import Any
 
+from flywheel.core._figures import new_figure, png_bytes
 from flywheel.pipelines.report import DeliveryReport
 
 __all__ = ["report_html", "report_markdown"]
@@ -101,24 +101,13 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
             + "</table>")
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - slow import
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _img(fig: Any, alt: str) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    data = base64.b64encode(buffer.getvalue()).decode()
+    data = base64.b64encode(png_bytes(fig)).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _metric_plot(report: DeliveryReport) -> Any:
-    fig = _figure(10, 3.8)
+    fig = new_figure(10, 3.8)
     ax = fig.add_subplot()
     x = list(range(len(report.periods)))
     labels = [p.period for p in report.periods]
@@ -144,7 +133,7 @@ def _metric_plot(report: DeliveryReport) -> Any:
 
 
 def _latency_plot(report: DeliveryReport) -> Any:
-    fig = _figure(10, 3.0)
+    fig = new_figure(10, 3.0)
     ax = fig.add_subplot(1, 2, 1)
     x = list(range(len(report.periods)))
     labels = [p.period for p in report.periods]

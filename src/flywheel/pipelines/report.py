@@ -52,6 +52,7 @@ class DeliveryReport:
 
     model: str
     metric: str
+    higher_is_better: bool
     champion: str | None
     baseline_version: str | None
     periods: tuple[PeriodRow, ...]
@@ -105,7 +106,8 @@ class DeliveryReport:
                          f"{sum(1 for d in self.decisions if d['action'] == 'loop_rollout_done' and not d.get('promoted'))} rolled back")
         text = "; ".join(parts) + "."
         if self.deployed is not None and self.baseline is not None:
-            better = "better than" if _better(self.metric, self.deployed, self.baseline) \
+            gain = self.deployed - self.baseline
+            better = "better than" if (gain > 0 if self.higher_is_better else gain < 0) \
                 else "not better than"
             text += (f" Over the whole period the deployed models measured {self.metric} "
                      f"{self.deployed:.4f}, {better} {self.baseline:.4f} for version "
@@ -127,8 +129,7 @@ def build_report(project: Project, *, baseline: str | None = None) -> DeliveryRe
     """
     registry = project.registry()
     spec = project.spec
-    metric = get_metric(spec.target.task, None if spec.target.task == "multiclass" and
-                        spec.training.metric is None else spec.training.metric)
+    metric = get_metric(spec.target.task, spec.training.metric)
     champion = registry.alias_version("champion")
     notes: list[str] = []
     frame = read_predictions(project.workspace.predictions)
@@ -175,7 +176,8 @@ def build_report(project: Project, *, baseline: str | None = None) -> DeliveryRe
     latency = per_request["latency_ms"].to_numpy(dtype=float) if len(per_request) else \
         np.array([])
     return DeliveryReport(
-        model=registry.model_name, metric=metric.name, champion=champion,
+        model=registry.model_name, metric=metric.name,
+        higher_is_better=metric.greater_is_better, champion=champion,
         baseline_version=baseline_version, periods=periods, deployed=deployed, baseline=base,
         predictions=len(answered), requests=len(per_request), answered=len(answered),
         failed=failed, client_failed=client,
@@ -302,10 +304,6 @@ def _decision(entry: AuditEntry, clock: str | None) -> dict[str, Any]:
             "promoted": entry.action == "loop_rollout_done" and
             evidence.get("champion") == evidence.get("version"),
             "evidence": evidence}
-
-
-def _better(metric: str, a: float, b: float) -> bool:
-    return a < b if metric in ("log_loss", "brier", "rmse", "mae") else a > b
 
 
 def _count(n: int) -> str:

@@ -26,7 +26,7 @@ def _report() -> DeliveryReport:
                "version": None, "metrics": {"drift_share": 0.6}, "drifted": ["temp"],
                "holdout": {}}
     return DeliveryReport(
-        model="flights", metric="roc_auc", champion="2", baseline_version="1",
+        model="flights", metric="roc_auc", higher_is_better=True, champion="2", baseline_version="1",
         periods=periods, deployed=0.73, baseline=0.68, predictions=70_000, requests=7_000,
         answered=70_000, failed=0, client_failed=0, p50_ms=0.4, p99_ms=1.2,
         throughput_rps=900.0, events=(trigger,), decisions=(promoted,), notes=())
