@@ -17,7 +17,21 @@ import os
 # before the OpenMP runtime loads; a value the user exported wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from flywheel._version import __version__  # noqa: E402 - after the OpenMP setting above
-from flywheel.pipelines import Project  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402 - after the OpenMP setting above
+
+from flywheel._version import __version__  # noqa: E402
+
+if TYPE_CHECKING:
+    from flywheel.pipelines import Project
 
 __all__ = ["Project", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: a light subpackage (the prediction log's converter process) must
+    # not pay for MLflow and scikit-learn.
+    if name == "Project":
+        from flywheel.pipelines import Project
+
+        return Project
+    raise AttributeError(f"module 'flywheel' has no attribute {name!r}")

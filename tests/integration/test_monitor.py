@@ -14,7 +14,7 @@ import yaml
 
 from flywheel import Project
 from flywheel.cli.main import main
-from flywheel.serving._log import PredictionLog
+from flywheel.predlog import PredictionLog
 from tests.conftest import CHURN
 from tests.integration.test_train import make_project
 

@@ -6,7 +6,8 @@ itself needs tens of microseconds. ``compile_predictor`` copies the learned stat
 transformer into a ``FeatureEncoder`` (see ``_compiled_encoder.py``) and picks the cheapest exact
 way to call the estimator:
 
-    LightGBM            ``booster_.predict`` with what ``predict_proba``/``predict`` would pass
+    LightGBM            ``booster_.predict`` with what ``predict_proba``/``predict`` would pass;
+                        one row through LightGBM's single-row C API (``_compiled_lightgbm``)
     LogisticRegression  ``X @ coef_.T + intercept_``, then sigmoid or softmax, as sklearn does
     Ridge, LinearRegression  ``X @ coef_ + intercept_``
     any other estimator its own ``predict_proba``/``predict`` on the encoded matrix
@@ -33,6 +34,7 @@ from flywheel.core.errors import CompileError
 from flywheel.core.spec import Task
 from flywheel.data import DataSchema
 from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
+from flywheel.features._compiled_lightgbm import lightgbm_predict
 from flywheel.features._compiled_values import Column
 
 __all__ = ["CompileReport", "CompiledPredictor", "compile_predictor", "verify_compiled"]
@@ -222,7 +224,7 @@ def _compile_estimator(estimator: Any, task: Task, where: str,
                            "a classifier")
     classes = len(estimator.classes_) if classify and hasattr(estimator, "classes_") else None
     if type(estimator).__module__.split(".")[0] == "lightgbm":
-        return _lightgbm(estimator, classify, where, num_threads), "lightgbm", classes
+        return lightgbm_predict(estimator, classify, where, num_threads), "lightgbm", classes
     if type(estimator) is LogisticRegression and classify:
         return _logistic(estimator), "logistic", classes
     if type(estimator) in (Ridge, LinearRegression) and not classify \
@@ -232,38 +234,6 @@ def _compile_estimator(estimator: Any, task: Task, where: str,
         return (lambda matrix: matrix @ coef + intercept), "linear", None
     method = estimator.predict_proba if classify else estimator.predict
     return method, "sklearn", classes
-
-
-def _lightgbm(estimator: Any, classify: bool, where: str, num_threads: int) -> Predict:
-    import lightgbm
-
-    name = type(estimator).__name__
-    wanted = lightgbm.LGBMClassifier if classify else lightgbm.LGBMRegressor
-    if not isinstance(estimator, wanted):
-        raise CompileError(where, name, f"expected an {wanted.__name__} for this task")
-    if callable(estimator.objective):
-        raise CompileError(where, name, "a custom objective makes predict_proba return raw "
-                           "scores")
-    booster = estimator.booster_
-    # What LGBMModel.predict passes besides the data that can change the output: prediction
-    # early stopping. The thread count it passes (n_jobs) changes only the speed.
-    params: dict[str, Any] = {k: v for k, v in estimator.get_params().items()
-                              if k.startswith("pred_early_stop")}
-    params["num_threads"] = num_threads
-    binary = classify and estimator.n_classes_ == 2
-
-    def predict(matrix: np.ndarray) -> np.ndarray:
-        # num_iteration=None: the booster's best iteration, as LGBMModel.predict does
-        result = np.asarray(booster.predict(matrix, raw_score=False, num_iteration=None,
-                                            **params))
-        if binary:  # predict_proba's np.vstack((1.0 - p, p)).T, without its overhead
-            out = np.empty((result.shape[0], 2), dtype=np.float64)
-            out[:, 1] = result
-            np.subtract(1.0, result, out=out[:, 0])
-            return out
-        return result
-
-    return predict
 
 
 def _logistic(estimator: LogisticRegression) -> Predict:

@@ -95,14 +95,14 @@ def read_window(project: Project, registry: MlflowRegistry, info: ModelVersionIn
                  cache: MonitorCache) -> Window:
     if request.data is not None:
         return _window_from_data(project, registry, info, version, request, cache)
-    from flywheel.serving import read_feedback, read_predictions  # the serving stack loads on use
+    from flywheel.predlog import read_feedback, read_predictions
 
     folder = project.workspace.predictions
     last = request.last
     if last is None and request.since is None and request.until is None:
         last = project.spec.monitoring.window_rows
     where = _describe(request, last)
-    with _captured("flywheel.serving") as problems:
+    with _captured("flywheel.predlog") as problems:
         try:
             log_rows = read_predictions(folder, since=request.since, until=request.until,
                                         last=last, with_labels=True)

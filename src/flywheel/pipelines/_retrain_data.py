@@ -17,7 +17,7 @@ import pandas as pd
 
 from flywheel.core.workspace import atomic_write_bytes
 from flywheel.monitoring import encode_labels
-from flywheel.serving import INPUT_PREFIX, read_predictions
+from flywheel.predlog import INPUT_PREFIX, read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project

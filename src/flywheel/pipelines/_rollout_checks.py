@@ -17,7 +17,7 @@ from flywheel.registry._records import artifact_exists
 from flywheel.rollout import HealthCheck, outcome_values, plan_sample_size
 from flywheel.rollout._outcomes import BINARY_METRICS
 from flywheel.serving import ModelStore, read_predictions
-from flywheel.serving._log import INPUT_PREFIX
+from flywheel.predlog import INPUT_PREFIX
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project

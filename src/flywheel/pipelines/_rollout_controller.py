@@ -31,7 +31,7 @@ from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_s
 from flywheel.pipelines.promote import audit_log, promote_version, resolve_version, rollback
 from flywheel.registry import CHAMPION
 from flywheel.rollout import Decision, RolloutState, decide, gather_evidence
-from flywheel.serving import read_predictions
+from flywheel.predlog import read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project

@@ -36,7 +36,7 @@ from flywheel.monitoring import check_rule_names
 from flywheel.pipelines._retrain_data import labelled_traffic, retraining_frame
 from flywheel.pipelines.promote import audit_log, promote_version
 from flywheel.pipelines.rollout import RolloutController, rollout_status, start_rollout
-from flywheel.serving import read_predictions
+from flywheel.predlog import read_predictions
 
 if TYPE_CHECKING:
     from flywheel.monitoring import MonitorResult

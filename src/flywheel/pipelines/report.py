@@ -21,7 +21,7 @@ from flywheel.core.errors import FlywheelError
 from flywheel.evaluation import get_metric
 from flywheel.monitoring import encode_labels
 from flywheel.pipelines._retrain_data import as_training_types
-from flywheel.serving import INPUT_PREFIX, read_predictions
+from flywheel.predlog import INPUT_PREFIX, read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project

@@ -30,7 +30,7 @@ from flywheel.rollout import (
     decide,
     gather_evidence,
 )
-from flywheel.serving import read_predictions
+from flywheel.predlog import read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project

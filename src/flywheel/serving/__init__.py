@@ -3,7 +3,7 @@ and metrics."""
 
 from __future__ import annotations
 
-from flywheel.serving._log import INPUT_PREFIX, PredictionLog, read_feedback, read_predictions
+from flywheel.predlog import INPUT_PREFIX, PredictionLog, read_feedback, read_predictions
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._predictor import LoadedModel, PipelinePredictor, build_loaded_model
 from flywheel.serving._router import RoutePlan, Router

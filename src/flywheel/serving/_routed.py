@@ -22,7 +22,7 @@ from flywheel.serving._shadow import ShadowRunner
 
 if TYPE_CHECKING:
     from flywheel.serving._batching import Answer, Batcher
-    from flywheel.serving._log import PredictionLog
+    from flywheel.predlog import PredictionLog
     from flywheel.serving._metrics import ServingMetrics
     from flywheel.serving._models import ServedModel
 

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flywheel.serving._log import PredictionLog
+    from flywheel.predlog import PredictionLog
     from flywheel.serving._metrics import ServingMetrics
     from flywheel.serving._models import ServedModel
 

@@ -33,7 +33,7 @@ import orjson
 from flywheel._version import __version__
 from flywheel.serving._batching import Batcher
 from flywheel.serving._inputs import InputProblems
-from flywheel.serving._log import PredictionLog
+from flywheel.predlog import PredictionLog
 from flywheel.serving._metrics import ServingMetrics
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._openapi import openapi_document

@@ -609,3 +609,19 @@ def test_numeric_text_reads_like_pandas_at_random() -> None:
     texts += [str(int(v)) for v in rng.integers(-2**62, 2**62, size=300)]
     expected = to_floats(pd.DataFrame({"v": pd.Series(texts, dtype="str")}))[:, 0]
     np.testing.assert_array_equal(np.array([read_float(t) for t in texts]), expected)
+
+
+@pytest.mark.parametrize("case", ["lightgbm_binary_churn", "lightgbm_multiclass_churn",
+                                  "lightgbm_early_stopped_churn", "lightgbm_regression_diamonds"])
+def test_lightgbm_single_rows_use_the_c_single_row_api_with_identical_results(
+        request: pytest.FixtureRequest, case: str) -> None:
+    from flywheel.features._compiled_lightgbm import _SingleRow
+
+    fitted = CASES[case](request)
+    booster = fitted.model[-1].booster_
+    single = _SingleRow.create(booster, {"num_threads": 1})
+    assert single is not None
+    matrix = fitted.compiled.encode_records(fitted.holdout.head(200).to_dict(orient="records"))
+    expected = booster.predict(matrix, num_threads=1)
+    got = np.array([single(row) for row in matrix]).reshape(expected.shape)
+    np.testing.assert_array_equal(got, expected)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -7,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from flywheel.serving import _log as log_module
-from flywheel.serving._log import PredictionLog, read_feedback, read_predictions
+from flywheel.predlog import PredictionLog, read_feedback, read_predictions
+from flywheel.predlog._spool import Converter
 
 LAYOUT = (("tenure", True), ("plan", False))
 
@@ -17,12 +19,7 @@ def _log(tmp_path, **kwargs) -> PredictionLog:
     return PredictionLog(tmp_path / "predictions", **kwargs)
 
 
-def test_classifier_rows_round_trip_with_inputs_probabilities_and_arm(tmp_path,
-                                                                     monkeypatch) -> None:
-    def slow_path(*args: object) -> None:
-        raise AssertionError("well-typed rows must not take the Python fallback")
-
-    monkeypatch.setattr(log_module, "_prediction_batch", slow_path)
+def test_classifier_rows_round_trip_with_inputs_probabilities_and_arm(tmp_path) -> None:
     log = _log(tmp_path)
     now = time.time()
     log.append(LAYOUT, "a", now, "3", 0.25, [{"tenure": 12, "plan": "gold"}], ["yes"],
@@ -50,6 +47,51 @@ def test_multi_row_requests_get_one_row_each_with_suffixed_ids(tmp_path) -> None
     frame = read_predictions(tmp_path / "predictions")
     assert sorted(frame["request_id"]) == ["r:0", "r:1", "r:2"]
     assert frame.sort_values("request_id")["in.tenure"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_thousands_of_rows_keep_each_row_aligned_across_write_chunks(tmp_path) -> None:
+    log = _log(tmp_path)
+    now = time.time()
+    for i in range(5000):  # more than two 2,048-row chunks; some requests carry 3 records
+        n = 3 if i % 7 == 0 else 1
+        rows = [{"tenure": i, "plan": f"p{i}"}] * n
+        log.append(LAYOUT, f"r{i}", now + i, "1", 1.0, rows, [f"L{i}"] * n,
+                   [[i / 10_000, 1 - i / 10_000]] * n)
+    log.close()
+    frame = read_predictions(tmp_path / "predictions")
+    assert len(frame) == 5000 + 2 * len(range(0, 5000, 7))
+    tenure = frame["in.tenure"].astype(int)
+    assert (frame["prediction"] == "L" + tenure.astype(str)).all()
+    assert (frame["in.plan"] == "p" + tenure.astype(str)).all()
+    first = frame["probabilities"].map(lambda p: float(p[0]))
+    assert np.allclose(first, tenure / 10_000, atol=1e-6)
+    assert np.allclose(frame["ts"].map(lambda t: t.timestamp()) - now, tenure, atol=1e-3)
+
+
+def test_waiting_rows_hold_no_per_row_objects_for_the_garbage_collector(tmp_path) -> None:
+    import gc
+
+    log = _log(tmp_path)
+    record = {"tenure": 3.0, "plan": "gold"}
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(2000):
+        log.append(LAYOUT, "same-id", 1.0, "1", 1.0, [record], ["no"], [[0.5, 0.5]])
+    assert len(gc.get_objects()) - before < 50
+    log.close()
+
+
+def test_a_layout_shared_by_a_regressor_and_a_classifier_keeps_both_kinds(tmp_path) -> None:
+    log = _log(tmp_path)
+    log.append(LAYOUT, "c", time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+               [[0.5, 0.5]])
+    log.append(LAYOUT, "r", time.time(), "2", 1.0, [{"tenure": 3, "plan": "p"}], [12.5], None)
+    log.close()
+    frame = read_predictions(tmp_path / "predictions").set_index("request_id")
+    assert frame.loc["c", "prediction"] == "no" and pd.isna(frame.loc["c", "value"])
+    assert frame.loc["r", "value"] == 12.5 and frame.loc["r", "prediction"] == "12.5"
+    assert frame.loc["r", "probabilities"] is None
+    assert list(frame.loc["c", "probabilities"]) == [0.5, 0.5]
 
 
 def test_regression_rows_store_values_and_no_probabilities(tmp_path) -> None:
@@ -164,3 +206,75 @@ def test_two_logs_opened_in_one_process_keep_separate_files(tmp_path) -> None:
     frame = read_predictions(tmp_path / "predictions")
     assert sorted(frame["request_id"]) == ["a", "b"]
     assert frame["label"].tolist() == ["yes", "yes"]
+
+
+def _spools(folder) -> list:
+    return sorted(folder.glob("spool-*.jsonl"))
+
+
+def _append(log: PredictionLog, rid: str) -> None:
+    log.append(LAYOUT, rid, time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
+               [[0.5, 0.5]])
+
+
+def test_rows_not_yet_converted_are_read_from_the_spool_and_once_after_conversion(
+        tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    log = _log(tmp_path)
+    log._inline = None  # as in a server whose converter has not caught up
+    _append(log, "a")
+    log.append_feedback([("a", "yes")])
+    log.flush()
+    assert len(_spools(folder)) == 2
+    assert read_predictions(folder)[["request_id", "label"]].values.tolist() == [["a", "yes"]]
+    copies = {p.name: p.read_bytes() for p in _spools(folder)}
+    assert Converter(folder, "other").convert(Converter(folder, "other").orphans(0)) == 2
+    assert _spools(folder) == [] and list(folder.glob("pred-other-*.arrows"))
+    for name, data in copies.items():  # converted a second time by a converter killed late
+        (folder / name).write_bytes(data)
+    Converter(folder, "third").convert(_spools(folder))
+    frame = read_predictions(folder)
+    assert frame[["request_id", "label"]].values.tolist() == [["a", "yes"]]
+
+
+def test_an_unreadable_spool_file_is_skipped_and_set_aside(tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    log = _log(tmp_path)
+    _append(log, "a")
+    log.close()
+    (folder / "spool-9-x-0000000001-pred0.jsonl").write_bytes(b"not json\n{}\n")
+    assert read_predictions(folder)["request_id"].tolist() == ["a"]
+    Converter(folder, "adopter").convert(_spools(folder))
+    assert _spools(folder) == [] and list(folder.glob("*.unreadable"))
+    assert read_predictions(folder)["request_id"].tolist() == ["a"]
+
+
+def test_the_converter_process_drains_the_spool_after_a_graceful_stop(tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    log = _log(tmp_path, flush_interval=0.05).start()
+    for i in range(200):
+        _append(log, f"r{i}")
+    log.close()
+    assert _spools(folder) == []
+    assert len(read_predictions(folder)) == 200
+    assert list(folder.glob("pred-*.arrows"))
+
+
+def test_after_sigkill_of_the_server_the_converter_converts_what_was_written(tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    script = f"""
+import os, signal, time
+from flywheel.predlog import PredictionLog
+log = PredictionLog({str(folder)!r}, flush_interval=0.05).start()
+for i in range(50):
+    log.append({LAYOUT!r}, f"r{{i}}", time.time(), "1", 1.0, [{{"tenure": 3, "plan": "p"}}],
+               ["no"], [[0.5, 0.5]])
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
+    deadline = time.monotonic() + 30
+    while _spools(folder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _spools(folder) == []
+    assert sorted(read_predictions(folder)["request_id"]) == sorted(f"r{i}" for i in range(50))
