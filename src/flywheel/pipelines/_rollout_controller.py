@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
@@ -32,6 +33,7 @@ from flywheel.pipelines.promote import audit_log, promote_version, resolve_versi
 from flywheel.registry import CHAMPION
 from flywheel.rollout import Decision, RolloutState, decide, gather_evidence
 from flywheel.predlog import read_predictions
+from flywheel.serving._models import FULL_READ_SECONDS
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
@@ -221,6 +223,9 @@ class RolloutDriver:
         self.controller = RolloutController(project, registry=registry, lock_timeout=5.0)
         self.leader = False
         self.last_decision: Decision | None = None
+        self._idle_stamp: tuple[int, ...] | None = None
+        """The registry store's stamp when a tick last found no rollout running."""
+        self._idle_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = FileLock(str(project.workspace.ensure().locks / "rollout-controller.lock"))
@@ -248,6 +253,10 @@ class RolloutDriver:
                     continue
                 self.leader = True
                 log.info("this worker drives rollout decisions")
+            stamp = self.controller.registry.store_stamp()
+            if stamp is not None and stamp == self._idle_stamp and \
+                    time.monotonic() - self._idle_at < FULL_READ_SECONDS:
+                continue  # no rollout then, and the registry has not been written since
             try:
                 decision = self.controller.tick()
             except WorkspaceBusyError:
@@ -258,6 +267,10 @@ class RolloutDriver:
             except Exception:  # noqa: BLE001 - the controller must outlive any surprise
                 log.exception("rollout controller failed; will retry")
                 continue
+            if decision is None:
+                self._idle_stamp, self._idle_at = stamp, time.monotonic()
+            else:
+                self._idle_stamp = None
             if decision is not None and decision.action != "wait":
                 log.info("rollout decision: %s: %s", decision.action, decision.reason)
             self.last_decision = decision

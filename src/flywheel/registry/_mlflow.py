@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import os
 import tempfile
 import time
 import urllib.parse
@@ -302,6 +303,26 @@ class MlflowRegistry:
         if self._store_missing():
             return {}, {}
         return self._call("read the model's aliases and tags", self._read_model)
+
+    def store_stamp(self) -> tuple[int, ...] | None:
+        """A cheap token that changes when a local SQLite store is written (its files' sizes
+        and modification times), or None for other stores. A poller reads the registry only
+        when it changed: a stat costs microseconds, a read through MLflow milliseconds of
+        CPU, which a server's requests would wait for."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None
+        path = self.tracking_uri.removeprefix("sqlite:///")
+        if path in ("", ":memory:"):
+            return None
+        stamp: list[int] = []
+        for suffix in ("", "-wal", "-journal"):
+            try:
+                info = os.stat(path + suffix)
+            except OSError:
+                stamp.extend((0, 0))
+            else:
+                stamp.extend((info.st_mtime_ns, info.st_size))
+        return tuple(stamp)
 
     def set_model_tag(self, key: str, value: str) -> None:
         """Set a tag of the registered model itself (not of a version).

@@ -14,6 +14,10 @@ from flywheel.data import DataSchema
 
 MAX_ROWS = 10_000
 _NUMERIC = ("numeric", "integer")
+_ACCEPTS: dict[str, frozenset[type]] = {
+    "numeric": frozenset({int, float}), "integer": frozenset({int, float}),
+    "categorical": frozenset({str, int, bool, float}), "boolean": frozenset({bool, int, str}),
+    "datetime": frozenset({str})}
 
 
 class InputProblems(ValueError):
@@ -33,6 +37,9 @@ class InputChecker:
         self.expected = frozenset(self.columns)
         self.kinds = {name: schema.columns[name].kind for name in self.columns}
         self.max_rows = max_rows
+        # The types each column accepts without a second look (floats: if finite); anything
+        # else goes through _type_problem for a verdict and a message.
+        self._accepts = {name: _ACCEPTS.get(kind) for name, kind in self.kinds.items()}
 
     def records(self, body: Any) -> list[dict[str, Any]]:
         """The records in a /predict body.
@@ -71,7 +78,13 @@ class InputChecker:
                 for name in keys - self.expected:
                     problems.append({"loc": [where, i, name], "msg": "unknown field; expected "
                                      "only the model's features"})
+            accepts = self._accepts
             for name, value in row.items():
+                kind_of = type(value)
+                accepted = accepts.get(name)
+                if accepted is not None and kind_of in accepted and (
+                        kind_of is not float or value - value == 0.0):
+                    continue
                 if value is None or name not in self.kinds:
                     continue
                 message = _type_problem(self.kinds[name], value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,10 @@ from flywheel.rollout import STATE_TAG, RolloutState, parse_state
 from flywheel.serving._predictor import LoadedModel, build_loaded_model
 
 log = logging.getLogger("flywheel.serving")
+
+FULL_READ_SECONDS = 30.0
+"""The poller reads the registry at least this often, even when its store looks unchanged (a
+write within the file system's timestamp granularity that keeps the file size could hide)."""
 
 
 class ServedModel:
@@ -71,6 +76,8 @@ class ModelStore:
         self.rollout: RolloutState | None = None
         self.last_error: str | None = None
         self._rollout_text: str | None = None
+        self._stamp: tuple[int, ...] | None = None
+        self._read_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,20 +85,30 @@ class ModelStore:
     def default(self) -> ServedModel | None:
         return self.by_alias.get(self.aliases[0])
 
-    def reconcile(self) -> bool:
+    def reconcile(self, *, force: bool = True) -> bool:
         """Load whatever the aliases and the rollout state ask for now; True if anything
         changed.
 
         Aliases and the rollout state are read in one registry call, so they agree. Registry
         errors are remembered in ``last_error`` and logged, never raised: the loaded models
         keep serving.
+
+        Args:
+            force: Read the registry even if its store looks unchanged since the last read
+                (the poller passes False: a local store is then read only after a write, and
+                at least every ``FULL_READ_SECONDS``).
         """
+        stamp = self.registry.store_stamp()
+        if not force and stamp is not None and stamp == self._stamp and \
+                self.last_error is None and time.monotonic() - self._read_at < FULL_READ_SECONDS:
+            return False
         changed = failed = False
         try:
             aliases, tags = self.registry.aliases_and_tags()
         except FlywheelError as exc:
             self._remember(f"registry unavailable: {exc}")
             return False
+        self._stamp, self._read_at = stamp, time.monotonic()
         targets = {alias: aliases.get(alias) for alias in self.aliases}
         for alias, version in targets.items():
             current = self.by_alias.get(alias)
@@ -163,7 +180,7 @@ class ModelStore:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_interval):
             try:
-                self.reconcile()
+                self.reconcile(force=False)
             except Exception:  # noqa: BLE001 - the reconciler must outlive any surprise
                 log.exception("model reconciliation failed; will retry")
 

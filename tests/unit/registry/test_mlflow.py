@@ -550,3 +550,23 @@ def test_concurrent_registrations_get_distinct_versions_and_consistent_aliases(
     listed = reg.versions()
     assert [v.version for v in listed] == [str(n) for n in range(2 * count, 0, -1)]
     assert sum(len(v.aliases) for v in listed) == 2
+
+
+def test_the_store_stamp_changes_when_an_alias_moves_and_not_when_only_read(
+        store: tuple[str, str], logged_linear: LoggedModel) -> None:
+    reg = make_registry(store, "stamped")
+    reg.register(logged_linear, tags={})
+    reg.register(logged_linear, tags={})
+    reg.set_alias("champion", "1")
+    before = reg.store_stamp()
+    assert before is not None
+    reg.aliases_and_tags()
+    assert reg.store_stamp() == before
+    reg.set_alias("champion", "2")
+    assert reg.store_stamp() != before
+
+
+def test_a_server_store_has_no_stamp_and_is_always_read() -> None:
+    reg = MlflowRegistry("http://127.0.0.1:1", artifact_location=None, experiment="e",
+                         model_name="m")
+    assert reg.store_stamp() is None
