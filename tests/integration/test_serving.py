@@ -245,6 +245,7 @@ def test_metrics_count_requests_by_version_and_status(served, rows) -> None:
     assert "flywheel_request_latency_seconds_bucket" in text
     assert "flywheel_batch_rows_bucket" in text
     assert 'flywheel_predictions_total{model_version="1"' in text
+    assert 'flywheel_model_compiled{model_version="1"} 1.0' in text
 
 
 def test_admin_reload_needs_the_token(served) -> None:

@@ -42,6 +42,11 @@ class ServingMetrics:
         self.model_info = Gauge("flywheel_model_version_info", "1 for each loaded model "
                                 "version and alias.", ["alias", "model_version"],
                                 registry=self.registry, multiprocess_mode="liveall")
+        self.compiled = Gauge("flywheel_model_compiled", "1 when a loaded version answers "
+                              "through its verified compiled predictor, 0 when through the "
+                              "scikit-learn pipeline (slower; the server log says why).",
+                              ["model_version"], registry=self.registry,
+                              multiprocess_mode="liveall")
         self.candidate_failures = Counter(
             "flywheel_rollout_candidate_failures", "Calls of a version under rollout that "
             "failed or timed out; the champion answered instead.",

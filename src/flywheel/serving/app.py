@@ -363,6 +363,8 @@ class ServingApp:
             served = self.store.by_alias.get(a)
             if served is not None:
                 self.metrics.model_info.labels(a, served.version).set(1)
+        for served in self.store.by_version.values():
+            self.metrics.compiled.labels(served.version).set(1 if served.model.fast else 0)
 
     # Bodies ------------------------------------------------------------------------------
 
