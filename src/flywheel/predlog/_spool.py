@@ -7,7 +7,8 @@ server's Arrow IPC streams as one record batch that carries the spool file's nam
 and deletes the spool file.
 
 The converter is a child process at idle CPU priority (``python -m flywheel.predlog FOLDER
-PREFIX``). Turning Python values or JSON into Arrow costs CPU in proportion to the traffic
+PREFIX``; at nice 19 instead while it is more than 30 files behind, so that cores that are
+never idle cannot starve it). Turning Python values or JSON into Arrow costs CPU in proportion to the traffic
 (about 35 ms a second at 4,000 requests a second); inside the server that time, and the GIL it
 holds, is what the requests behind it wait for. In another process at idle priority the kernel
 sets it aside whenever a request arrives.
@@ -47,6 +48,8 @@ log = logging.getLogger("flywheel.predlog")
 SPOOL_GLOB = "spool-*.jsonl"
 ORPHAN_SECONDS = 60.0
 """A spool file older than this is converted by whichever converter finds it."""
+BACKLOG_FILES = 30
+"""Spool files waiting (about seconds behind) before the converter leaves idle priority."""
 
 
 def spool_name(prefix: str, seq: int, kind: str) -> str:
@@ -214,18 +217,27 @@ class Converter:
 
 
 def run_converter(folder: str | Path, prefix: str, *, interval: float = 0.5,
-                  orphan_interval: float = 30.0) -> None:
+                  orphan_interval: float = 30.0, backlog: int = BACKLOG_FILES) -> None:
     """Convert ``prefix``'s spool files until standard input closes (the server stopped or
-    died), then convert what is left and return. Orphans are adopted now and then."""
-    _idle_priority()
+    died), then convert what is left and return. Orphans are adopted now and then.
+
+    The converter runs at idle priority, and at the lowest normal priority (nice 19) while
+    more than ``backlog`` of its spool files wait: on cores that are never idle it still gets
+    a small share, so the spool cannot grow without end.
+    """
     converter = Converter(folder, prefix)
     stdin = sys.stdin.fileno()
     next_orphans = 0.0
+    idle = _set_priority(idle=True)
     try:
         while True:
             ready, _, _ = select.select([stdin], [], [], interval)
             closed = bool(ready) and not os.read(stdin, 4096)
-            converter.convert(converter.own())
+            waiting = converter.own()
+            behind = len(waiting) > backlog
+            if behind == idle:
+                idle = _set_priority(idle=not behind)
+            converter.convert(waiting)
             if time.monotonic() >= next_orphans:
                 converter.convert(converter.orphans())
                 next_orphans = time.monotonic() + orphan_interval
@@ -236,10 +248,13 @@ def run_converter(folder: str | Path, prefix: str, *, interval: float = 0.5,
         converter.close()
 
 
-def _idle_priority() -> None:
-    """Run only when nothing else wants the CPU (Linux SCHED_IDLE; else the lowest nice)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
+def _set_priority(*, idle: bool) -> bool:
+    """Idle priority (Linux SCHED_IDLE: run only when nothing else wants the CPU), or the
+    lowest normal one (nice 19); whether idle priority is now in force."""
+    policy = getattr(os, "SCHED_IDLE" if idle else "SCHED_OTHER", None)
+    if policy is not None:
         with contextlib.suppress(OSError):
-            os.nice(19)
+            os.sched_setscheduler(0, policy, os.sched_param(0))  # type: ignore[attr-defined]
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    return idle

@@ -278,3 +278,18 @@ os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(0.1)
     assert _spools(folder) == []
     assert sorted(read_predictions(folder)["request_id"]) == sorted(f"r{i}" for i in range(50))
+
+
+def test_the_converter_leaves_idle_priority_while_it_is_behind_and_returns_to_it() -> None:
+    script = """
+import os
+from flywheel.predlog._spool import _set_priority
+_set_priority(idle=True)
+first = os.sched_getscheduler(0)
+_set_priority(idle=False)
+print(first == os.SCHED_IDLE, os.sched_getscheduler(0) == os.SCHED_OTHER,
+      os.getpriority(os.PRIO_PROCESS, 0))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["True", "True", "19"]
