@@ -35,7 +35,8 @@ import numpy as np
 
 from flywheel.predlog._rows import DEFAULT_ARM, Features, error_line, feedback_line, \
     prediction_line
-from flywheel.predlog._spool import Converter, spool_name, sync_folder, write_spool
+from flywheel.core.workspace import fsync_dir
+from flywheel.predlog._spool import Converter, spool_name, write_spool
 
 log = logging.getLogger("flywheel.predlog")
 
@@ -135,7 +136,7 @@ class PredictionLog:
                 written.append(write_spool(self.folder, spool_name(self.prefix, self._seq,
                                                                    "feedback"),
                                            {"kind": "feedback"}, feedback))
-            sync_folder(self.folder)
+            fsync_dir(self.folder)
             if self._inline is not None:
                 self._inline.convert(written)
 

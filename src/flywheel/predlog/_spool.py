@@ -94,15 +94,6 @@ def _write_all(handle: int, buffers: Sequence[bytes]) -> None:
         os.write(handle, b"".join(buffers)[written:])
 
 
-def sync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
 def spool_batch(data: bytes) -> tuple[str, Features, pa.RecordBatch]:
     """(kind, layout, batch) of a spool file's bytes; kind is pred, error or feedback.
 
