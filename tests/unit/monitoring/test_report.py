@@ -4,18 +4,15 @@ headless browser."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from flywheel.core.spec import MonitoringSpec
 from flywheel.monitoring import MonitoredVersion, monitor_window, render_report
+from flywheel.testing import screenshot
 from tests.conftest import make_mixed
 from tests.unit.monitoring.conftest import mixed_window
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +45,11 @@ def test_a_partial_report_lists_what_it_could_not_compute(version: MonitoredVers
     assert "Partial report" in page and "no rows" in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
 def test_the_report_opens_in_headless_chromium_with_its_plots(page: str, tmp_path: Path) -> None:
     html = tmp_path / "report.html"
     html.write_text(page)
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", "--window-size=1100,2400", f"--screenshot={shot}",
-                    html.as_uri()], capture_output=True, timeout=120, check=True)
+    screenshot(html, shot, width=1100, height=2400)
     from PIL import Image
 
     image = Image.open(shot).convert("RGB")
