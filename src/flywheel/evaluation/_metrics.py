@@ -1,7 +1,9 @@
 """Task metrics: what can be optimized and reported, with their direction.
 
 Classification metrics take class probabilities (columns in the model's class order);
-regression metrics take predicted values.
+regression metrics take predicted values. ``brier`` is the positive class's Brier score for a
+binary task (scikit-learn's ``brier_score_loss``) and the multiclass Brier score (summed over
+classes, 0 to 2) for a multiclass one.
 """
 
 from __future__ import annotations
@@ -58,7 +60,13 @@ def _f1(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 def _brier(y: np.ndarray, proba: np.ndarray) -> float:
+    """Binary: the positive class's mean squared error, sklearn's ``brier_score_loss``
+    (0 to 1; a constant prediction of the base rate scores rate * (1 - rate)). Multiclass: the
+    sum over classes of the squared error, averaged over rows (Brier's original form, 0 to 2),
+    which for two classes would be twice the binary score."""
     p = _proba_matrix(proba)
+    if p.shape[1] == 2:
+        return float(np.mean((p[:, 1] - (y == 1)) ** 2))
     onehot = np.eye(p.shape[1])[y]
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
 

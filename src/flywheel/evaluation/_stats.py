@@ -154,6 +154,8 @@ def _w_f1(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _w_brier(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
     p = _proba(pred)
+    if p.shape[1] == 2:  # the positive class's, as in flywheel.evaluation's brier
+        return _wmean((p[:, 1] - (y == 1)) ** 2, w)
     onehot = np.eye(p.shape[1])[y]
     return _wmean(np.sum((p - onehot) ** 2, axis=1), w)
 

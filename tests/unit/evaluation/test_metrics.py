@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import brier_score_loss
 
 from flywheel.core.errors import ConfigError
 from flywheel.evaluation import compute_metrics, get_metric, summarize
@@ -14,8 +15,28 @@ def test_perfect_binary_probabilities_score_perfectly() -> None:
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
     m = compute_metrics("binary", y, proba)
     assert m["roc_auc"] == 1.0 and m["accuracy"] == 1.0 and m["f1"] == 1.0
-    assert m["brier"] == pytest.approx(np.mean([0.02, 0.08, 0.18, 0.02]))
+    assert m["brier"] == pytest.approx(np.mean([0.01, 0.04, 0.09, 0.01]))
     assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.7, 0.9])))
+
+
+def test_binary_brier_equals_scikit_learns_brier_score_loss() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.3).astype(np.int64)
+    positive = np.clip(0.3 + 0.4 * (y - 0.3) + rng.normal(scale=0.2, size=500), 0, 1)
+    proba = np.column_stack([1 - positive, positive])
+    brier = compute_metrics("binary", y, proba)["brier"]
+    assert brier == pytest.approx(brier_score_loss(y, positive))
+    # A constant prediction of the base rate scores rate * (1 - rate), not twice that.
+    rate = y.mean()
+    constant = np.column_stack([np.full(500, 1 - rate), np.full(500, rate)])
+    assert compute_metrics("binary", y, constant)["brier"] == pytest.approx(rate * (1 - rate))
+
+
+def test_multiclass_brier_sums_the_squared_error_over_classes() -> None:
+    y = np.array([0, 1, 2])
+    proba = np.array([[0.8, 0.1, 0.1], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4]])
+    expected = np.mean([0.04 + 0.01 + 0.01, 0.04 + 0.16 + 0.04, 0.09 + 0.09 + 0.36])
+    assert compute_metrics("multiclass", y, proba)["brier"] == pytest.approx(expected)
 
 
 def test_multiclass_metrics_use_every_class_column() -> None:
