@@ -18,6 +18,7 @@ def render_spec(spec: ProjectSpec, *, inferred: dict[str, str]) -> str:
     v, s, f = spec.validation, spec.training, spec.features
     sev = v.severity
     g, c = spec.gates, spec.gates.champion
+    t = spec.tracking
     data_extra = f"  time_column: {q(spec.data.time_column)}\n" if spec.data.time_column else ""
     positive = (f"  positive_class: {q(spec.target.positive_class)}"
                 f"   # {inferred.get('positive_class', '')}\n"
@@ -114,6 +115,10 @@ tracking:                         # MLflow; the defaults live in .flywheel/
   artifact_location: null         # e.g. s3://bucket/flywheel at scale
   experiment: null                # defaults to the project name
   model_name: null                # registered model name; defaults to the project name
+  connect_timeout_seconds: {t.connect_timeout_seconds}    # a tracking server (http://...) not answering within this is retried
+  request_timeout_seconds: {t.request_timeout_seconds}     # longest wait for one answer of the server
+  retries: {t.retries}                      # then flywheel gives up with an error (MLFLOW_HTTP_REQUEST_* variables win)
+  backoff_seconds: {t.backoff_seconds}              # pause before the second retry, doubling after
 """
 
 

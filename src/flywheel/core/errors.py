@@ -13,6 +13,7 @@ FlywheelError
  ├─ RolloutError                 a rollout cannot start or change as asked       (exit 2)
  │   └─ RolloutConflictError     another rollout of the model is running         (exit 2)
  └─ RegistryError                the MLflow tracking store or registry failed    (exit 1)
+     ├─ TrackingUnreachableError the tracking server or store cannot be reached  (exit 2)
      ├─ PromotionError           an alias change that cannot be made as asked    (exit 2)
      ├─ ModelNotFoundError       no such model version or alias                  (exit 2)
      ├─ ModelIntegrityError      a model's files changed since it was logged     (exit 1)
@@ -123,6 +124,24 @@ class RegistryError(FlywheelError):
     """The MLflow tracking store or model registry failed."""
 
     exit_code = 1
+
+
+class TrackingUnreachableError(RegistryError):
+    """The MLflow tracking server does not answer, or the tracking store cannot be opened."""
+
+    exit_code = 2
+
+    def __init__(self, uri: str, reason: str, *, attempts: int = 1, waited: float = 0.0,
+                 hint: str | None = None) -> None:
+        self.uri, self.reason, self.attempts, self.waited = uri, reason, attempts, waited
+        tries = f" after {attempts} attempt(s) over {waited:.1f} s" if attempts > 1 else ""
+        verb = "opened" if uri.startswith("sqlite:") else "reached"
+        super().__init__(
+            f"The MLflow tracking store {uri} cannot be {verb} ({reason}){tries}. "
+            + (hint or "Check tracking.tracking_uri in flywheel.yaml and that the server is "
+               "running; tracking.retries and tracking.connect_timeout_seconds set how long "
+               "flywheel waits for it.")
+        )
 
 
 class GateError(FlywheelError):

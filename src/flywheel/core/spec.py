@@ -276,6 +276,16 @@ class TrackingSpec(_Section):
     """MLflow experiment name; defaults to the project name."""
     model_name: str | None = None
     """Registered model name; defaults to the project name."""
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
+    """A tracking server (http:// or https://) not accepting a connection within this is
+    retried, and reported at once."""
+    request_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    """Longest wait for one answer of a tracking server (MLflow's MLFLOW_HTTP_REQUEST_TIMEOUT)."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a failed connection or request to a tracking server
+    (MLFLOW_HTTP_REQUEST_MAX_RETRIES); the MLFLOW_HTTP_REQUEST_* variables, if set, win."""
+    backoff_seconds: int = Field(default=1, ge=0, le=120)
+    """Pause before the second retry, doubling after (MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)."""
 
 
 class ProjectSpec(_Section):

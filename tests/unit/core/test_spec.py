@@ -113,3 +113,13 @@ def test_retraining_triggers_read_as_rules() -> None:
     assert [str(t) for t in spec.retraining.triggers] == ["drift_share > 0.3", "roc_auc < 0.7"]
     with pytest.raises(ConfigError, match="retraining.triggers"):
         parse_spec({**MINIMAL, "retraining": {"triggers": ["drift_share >> 0.3"]}})
+
+
+def test_tracking_server_waits_default_to_seconds_and_are_bounded() -> None:
+    tracking = parse_spec(MINIMAL).tracking
+    # Worst case of the defaults against a refusing server: 3 attempts, pauses 0 + 1 s.
+    assert (tracking.retries, tracking.backoff_seconds, tracking.connect_timeout_seconds,
+            tracking.request_timeout_seconds) == (2, 1, 3.0, 30)
+    with pytest.raises(ConfigError) as info:
+        parse_spec({**MINIMAL, "tracking": {"retries": 11}})
+    assert "tracking.retries: must be <= 10, got 11" in str(info.value)

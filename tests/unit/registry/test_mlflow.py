@@ -3,7 +3,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -26,11 +29,13 @@ from flywheel.core.errors import (
     ModelNotFoundError,
     ModelSerializationError,
     RegistryError,
+    TrackingUnreachableError,
 )
 from flywheel.core.spec import parse_spec
 from flywheel.core.workspace import Workspace
 from flywheel.registry import LoggedModel, MlflowRegistry, ModelVersionInfo
 from flywheel.registry._retry import is_contention, retry_on_contention
+from flywheel.registry._server import ServerLimits, apply_limits
 
 EXPERIMENT = "flywheel-tests"
 FINGERPRINT = "sha256:" + "ab12" * 16
@@ -570,3 +575,74 @@ def test_a_server_store_has_no_stamp_and_is_always_read() -> None:
     reg = MlflowRegistry("http://127.0.0.1:1", artifact_location=None, experiment="e",
                          model_name="m")
     assert reg.store_stamp() is None
+
+
+# An unreachable tracking server.
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: bound for a moment, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_http_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    # The registry sets MLflow's variables from its limits; monkeypatch restores them after.
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_closed_tracking_port_fails_within_seconds_with_a_clear_error(
+        mlflow_http_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    uri = f"http://127.0.0.1:{closed_port()}"
+    reg = MlflowRegistry(uri, artifact_location=None, experiment="e", model_name="m",
+                         limits=ServerLimits(retries=2, backoff_s=1))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="flywheel.registry"), \
+            pytest.raises(TrackingUnreachableError) as caught:
+        reg.versions()
+    elapsed = time.monotonic() - started
+    assert elapsed < 5.0  # MLflow's own defaults: about 250 s
+    assert caught.value.exit_code == 2 and isinstance(caught.value, RegistryError)
+    message = str(caught.value)
+    assert uri in message and "connection refused" in message
+    assert "after 3 attempt(s)" in message and "tracking.tracking_uri" in message
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "retrying 2 more time(s)" in warned[0]
+
+
+def test_a_server_that_accepts_but_never_answers_times_out_within_the_limits(
+        mlflow_http_env: pytest.MonkeyPatch) -> None:
+    with socket.socket() as silent:  # the kernel completes connections it never accepts
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        reg = MlflowRegistry(uri, artifact_location=None, experiment="e", model_name="m",
+                             limits=ServerLimits(request_timeout_s=1, retries=1, backoff_s=0))
+        started = time.monotonic()
+        with pytest.raises(TrackingUnreachableError, match="timed out|connection failed"):
+            reg.versions()
+        assert time.monotonic() - started < 10.0  # 2 attempts of 1 s, not 8 of 120 s
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"
+
+
+def test_mlflow_http_variables_set_by_the_user_win_over_the_spec(
+        mlflow_http_env: pytest.MonkeyPatch) -> None:
+    mlflow_http_env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    apply_limits(ServerLimits(retries=1, request_timeout_s=7, backoff_s=3))
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    apply_limits(ServerLimits(retries=1, request_timeout_s=9, backoff_s=3))  # a later registry
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "9"
+
+
+def test_for_project_takes_the_server_limits_from_the_tracking_section(tmp_path: Path) -> None:
+    spec = spec_with(tmp_path, {"tracking_uri": "http://mlflow:5000", "retries": 4,
+                                "backoff_seconds": 0, "connect_timeout_seconds": 0.5,
+                                "request_timeout_seconds": 12})
+    reg = MlflowRegistry.for_project(spec, Workspace(tmp_path))
+    assert reg.limits == ServerLimits(connect_timeout_s=0.5, request_timeout_s=12, retries=4,
+                                      backoff_s=0)
