@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HEAVY := slow services ray hardening
 
-.PHONY: demo demo-quick quickstart test test-fast test-slow bench clean
+.PHONY: demo demo-quick quickstart check test test-fast test-heavy bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +22,27 @@ demo-quick: $(STAMP)
 quickstart: $(STAMP)
 	bash examples/churn/quickstart.sh
 
-test: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
-	$(BIN)/pytest -q -m slow || [ $$? -eq 5 ]
+# The code base holds its own rules: style and lint, types, the layers between stages.
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# check, the default suite, then each heavy marker in its own invocation (exit 5: none selected).
+test: check test-fast test-heavy
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not services and not ray and not hardening"
+
+test-heavy: $(STAMP)
+	@for marker in $(HEAVY); do \
+		echo "== pytest -m $$marker"; \
+		$(BIN)/pytest -q -m $$marker || [ $$? -eq 5 ] || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
