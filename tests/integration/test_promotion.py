@@ -188,12 +188,13 @@ def test_history_reports_a_torn_last_line_and_shows_the_entries_before_it(
     add_version(project, fitted)
     project.promote("2")
     with project.workspace.audit_log.open("ab") as fh:
-        fh.write(b'{"entry": {"seq": 3, "act')  # a crash mid-write
+        fh.write(b'{"entry": {"seq": 5, "act')  # a crash mid-write
     capsys.readouterr()
     assert run_cli(project, "history") == 0
     captured = capsys.readouterr()
     assert "promote" in captured.out
-    assert "line 3" in captured.err and "interrupted" in captured.err
+    # Lines 1-4: the promotion's intent, its two alias changes, its end.
+    assert "line 5" in captured.err and "interrupted" in captured.err
     assert project.rollback().to_version == "1"  # the log still works after the torn line
 
 

@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flywheel.core.spec import SPEC_FILE
 from flywheel.pipelines import Project
 
 _out = Console()
+_err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +29,14 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print the versions as JSON.")] = False,
 ) -> None:
     """List registered model versions, newest first."""
+    # Imported here: the promotion pipeline loads MLflow, which --help should not pay.
+    from flywheel.pipelines._recovery import RECOVERED_TAG
+    from flywheel.pipelines.promote import recover
+
     project = Project.load(config)
-    versions = project.registry().versions()
+    registry = project.registry()
+    recovered = recover(project, registry)
+    versions = registry.versions()
     metric = project.spec.training.metric
     rows = []
     for v in versions:
@@ -41,7 +49,11 @@ def models(
             "cv": tags.get(f"flywheel.cv_{metric}", ""),
             "holdout": tags.get(f"flywheel.holdout_{metric}", ""),
             "data": tags.get("flywheel.data_fingerprint", ""),
+            **({"recovered": tags[RECOVERED_TAG]} if RECOVERED_TAG in tags else {}),
         })
+    for r in recovered:  # on stderr, so --json output stays the list of versions
+        _err.print(f"[yellow]recovered just now:[/yellow] {escape(str(r))}", highlight=False,
+                   soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -58,6 +70,10 @@ def models(
                       row["created"][:16].replace("T", " "), row["learner"],
                       _short(row["cv"]), _short(row["holdout"]), row["data"][7:15])
     _out.print(table)
+    for row in rows:
+        if "recovered" in row:
+            _out.print(f"[yellow]version {row['version']}:[/yellow] "
+                       f"{escape(str(row['recovered']))}", highlight=False, soft_wrap=True)
 
 
 def _short(value: str) -> str:

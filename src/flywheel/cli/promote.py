@@ -78,9 +78,14 @@ def history(
 ) -> None:
     """Every alias change (register, promote, rollback) with time, user, reason and evidence."""
     hist = Project.load(config).history()
-    entries = list(hist.entries)[-limit:] if limit else list(hist.entries)
+    # The changes, and where recovery settled a change a crash left half made, its note.
+    settled = [r for r in hist.records if r.kind == "resolved" and r.recovered is not None]
+    shown = sorted([*hist.entries, *settled], key=lambda e: e.seq)
+    entries = shown[-limit:] if limit else shown
     if as_json:
-        typer.echo(json.dumps({"entries": [e.to_dict() for e in entries],
+        typer.echo(json.dumps({"entries": [e.to_dict() for e in entries if e.kind == "change"],
+                               "recoveries": [e.to_dict() for e in entries
+                                              if e.kind == "resolved"],
                                "problems": [vars(p) for p in hist.problems]}, indent=2))
     elif not entries:
         _out.print("No alias changes recorded yet; `flywheel train` registers the first version.")
@@ -88,10 +93,18 @@ def history(
         # One block per change rather than a table: reasons and evidence are long, and a
         # table of eight columns folds them into unreadable slivers in a narrow terminal.
         for e in entries:
+            when = f"[bold]#{e.seq}[/bold] {e.time[:19].replace('T', ' ')} UTC"
+            if e.kind == "resolved":
+                _out.print(f"{when}  [yellow]recovery[/yellow] of intent #{e.intent}: "
+                           f"{escape(e.reason)}", highlight=False, soft_wrap=True)
+                continue
             change = f"{e.alias} {e.from_version or '-'} → {e.to_version or '-'}"
-            _out.print(f"[bold]#{e.seq}[/bold] {e.time[:19].replace('T', ' ')} UTC  {e.user}  "
-                       f"[cyan]{e.action}[/cyan]  {change}", highlight=False, soft_wrap=True)
+            _out.print(f"{when}  {e.user}  [cyan]{e.action}[/cyan]  {change}",
+                       highlight=False, soft_wrap=True)
             _out.print(f"    reason: {escape(e.reason)}", highlight=False, soft_wrap=True)
+            if e.recovered:
+                _out.print(f"    [yellow]recovered:[/yellow] {escape(e.recovered)}",
+                           highlight=False, soft_wrap=True)
             evidence = _evidence_text(e.evidence)
             if evidence:
                 _out.print(f"    evidence: {escape(evidence)}", highlight=False,

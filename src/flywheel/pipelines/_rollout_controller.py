@@ -29,7 +29,13 @@ from flywheel.core.errors import (
 from flywheel.pipelines._rollout_checks import ab_plan, warm_up
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
-from flywheel.pipelines.promote import audit_log, promote_version, resolve_version, rollback
+from flywheel.pipelines.promote import (
+    audit_log,
+    promote_version,
+    recover,
+    resolve_version,
+    rollback,
+)
 from flywheel.registry import CHAMPION
 from flywheel.rollout import Decision, RolloutState, decide, gather_evidence
 from flywheel.predlog import read_predictions
@@ -71,6 +77,7 @@ class RolloutController:
         """
         with self.project.workspace.lock("registry", timeout=self.lock_timeout,
                                          command="flywheel rollout (controller)"):
+            recover(self.project, self.registry, lock_held=True)
             aliases, tags = self.registry.aliases_and_tags()
             state = read_state(tags)
             if state is None or not state.running:

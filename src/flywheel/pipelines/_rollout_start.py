@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from flywheel.core.errors import RolloutConflictError, RolloutError
 from flywheel.pipelines._rollout_checks import ab_plan, check_monitoring
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
-from flywheel.pipelines.promote import audit_log, gate_status, resolve_version
+from flywheel.pipelines.promote import audit_log, gate_status, recover, resolve_version
 from flywheel.registry import CHALLENGER, CHAMPION
 from flywheel.registry._audit import current_user
 from flywheel.rollout import KINDS, RolloutState, new_state, policy_from_spec
@@ -49,6 +49,7 @@ def start_rollout(project: Project, kind: str | None = None, version: str | None
     lock = project.workspace.lock("registry", command=f"flywheel rollout {kind}") \
         if not lock_held else contextlib.nullcontext()
     with lock:
+        recover(project, registry, lock_held=True)
         aliases, tags = registry.aliases_and_tags()
         champion = aliases.get(CHAMPION)
         if champion is None:

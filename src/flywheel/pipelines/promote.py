@@ -8,6 +8,10 @@
 Each change reads the aliases, changes them and appends to the audit log while holding the
 workspace lock ``registry``, so two promotions at once run one after the other and the aliases
 always match the log's last word. Training takes the same lock around registration.
+
+A change is written ahead: its intent goes to the audit log before the alias moves, and a
+command killed in between is settled by the next one (``_recovery.recover_changes``), so no
+alias move goes unrecorded.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flywheel.core._crashpoints import crash_point
 from flywheel.core.errors import GateError, ModelNotFoundError, PromotionError, RegistryError
 from flywheel.evaluation import GateReport
+from flywheel.pipelines._recovery import Recovery, recover_changes
 from flywheel.registry import (
     CHALLENGER,
     CHAMPION,
@@ -48,6 +54,7 @@ __all__ = [
     "promote_version",
     "read_gates",
     "record_alias_changes",
+    "recover",
     "resolve_version",
     "rollback",
 ]
@@ -149,6 +156,7 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
     registry = registry or project.registry()
     log = audit_log(project)
     with _registry_lock(project, f"flywheel promote {version}", lock_held):
+        recover_changes(project, registry, lock_held=True)
         info = resolve_version(registry, version)
         status = gate_status(info)
         if not status.passed and not force:
@@ -159,18 +167,31 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
         forced = force and not status.passed
         proof = {**_evidence(info, status), **dict(evidence or {}),
                  **({"forced": True, "failed_gates": list(status.failed)} if forced else {})}
-        registry.set_alias(CHAMPION, info.version)
         action = "force_promote" if forced else action
+        text = (reason or "").strip() or _default_reason(action)
+        retire = registry.alias_version(CHALLENGER) == info.version
+        retired = f"version {info.version} became champion"
+        moves: list[Mapping[str, str | None]] = [
+            {"alias": CHAMPION, "from": current, "to": info.version}]
+        if retire:
+            moves.append({"alias": CHALLENGER, "from": info.version, "to": None})
+        intent = log.begin(action=action, model=registry.model_name, moves=moves, reason=text,
+                           evidence={**proof, "reasons": {CHALLENGER: retired}})
+        crash_point("promote.intent_written")
+        registry.set_alias(CHAMPION, info.version)
+        crash_point("promote.alias_moved")
         entries = [log.append(
             action=action, model=registry.model_name,
             alias=CHAMPION, from_version=current, to_version=info.version,
-            reason=(reason or "").strip() or _default_reason(action), evidence=proof)]
-        if registry.alias_version(CHALLENGER) == info.version:
+            reason=text, evidence=proof, intent=intent.seq)]
+        crash_point("promote.champion_recorded")
+        if retire:
             delete_alias(registry, CHALLENGER)
             entries.append(log.append(
                 action=action, model=registry.model_name, alias=CHALLENGER,
-                from_version=info.version, to_version=None,
-                reason=f"version {info.version} became champion", evidence={}))
+                from_version=info.version, to_version=None, reason=retired, evidence={},
+                intent=intent.seq))
+        log.finish(intent, "done")
     return AliasChange(CHAMPION, current, info.version, True, tuple(entries), forced)
 
 
@@ -196,6 +217,7 @@ def rollback(project: Project, *, reason: str | None = None,
     registry = registry or project.registry()
     log = audit_log(project)
     with _registry_lock(project, "flywheel rollback", lock_held):
+        recover_changes(project, registry, lock_held=True)
         current = registry.alias_version(CHAMPION)
         if current is None:
             raise PromotionError(f"Model {registry.model_name!r} has no champion, so there is "
@@ -212,17 +234,34 @@ def rollback(project: Project, *, reason: str | None = None,
         if previous not in existing:
             raise PromotionError(f"The previous champion, version {previous}, no longer exists "
                                  f"in the registry; promote another version explicitly.")
+        text = (reason or "").strip() or "rollback to the previous champion"
+        proof = {"rolled_back": current, **dict(evidence or {})}
+        intent = log.begin(action=action, model=registry.model_name, reason=text,
+                           moves=[{"alias": CHAMPION, "from": current, "to": previous}],
+                           evidence=proof)
         registry.set_alias(CHAMPION, previous)
+        crash_point("rollback.alias_moved")
         entry = log.append(action=action, model=registry.model_name, alias=CHAMPION,
-                           from_version=current, to_version=previous,
-                           reason=(reason or "").strip() or "rollback to the previous champion",
-                           evidence={"rolled_back": current, **dict(evidence or {})})
+                           from_version=current, to_version=previous, reason=text,
+                           evidence=proof, intent=intent.seq)
+        log.finish(intent, "done")
     return AliasChange(CHAMPION, current, previous, True, (entry,))
 
 
-def history(project: Project) -> AuditHistory:
-    """Every alias change recorded in the audit log, oldest first, and any damaged lines."""
+def history(project: Project, *, registry: MlflowRegistry | None = None) -> AuditHistory:
+    """Every alias change recorded in the audit log, oldest first, and any damaged lines.
+
+    Changes a crash left half made are settled first (``recover_changes``); what recovery
+    wrote is in ``AuditHistory.recoveries``.
+    """
+    recover(project, registry)
     return audit_log(project).read()
+
+
+def recover(project: Project, registry: MlflowRegistry | None = None, *,
+            lock_held: bool = False) -> list[Recovery]:
+    """Settle alias changes a crashed command left half made (see ``_recovery``)."""
+    return recover_changes(project, registry, lock_held=lock_held)
 
 
 def previous_champion(entries: tuple[AuditEntry, ...] | list[AuditEntry], model: str,
@@ -254,15 +293,20 @@ def previous_champion(entries: tuple[AuditEntry, ...] | list[AuditEntry], model:
 
 def record_alias_changes(log: AuditLog, model: str, before: Mapping[str, str],
                          after: Mapping[str, str], *, action: str, reason: str,
-                         evidence: Mapping[str, Any] | None = None) -> list[AuditEntry]:
-    """Append one entry per alias whose version differs between ``before`` and ``after``."""
+                         evidence: Mapping[str, Any] | None = None,
+                         intent: int | None = None) -> list[AuditEntry]:
+    """Append one entry per alias whose version differs between ``before`` and ``after``.
+
+    Args:
+        intent: The seq of the intent these changes carry out.
+    """
     entries = []
     for alias in sorted(set(before) | set(after), key=lambda a: (a != CHAMPION, a)):
         old, new = before.get(alias), after.get(alias)
         if old != new:
             entries.append(log.append(action=action, model=model, alias=alias,
                                       from_version=old, to_version=new,
-                                      reason=reason, evidence=evidence))
+                                      reason=reason, evidence=evidence, intent=intent))
     return entries
 
 

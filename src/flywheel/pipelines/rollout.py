@@ -21,7 +21,7 @@ from flywheel.core.errors import RolloutError
 from flywheel.pipelines._rollout_controller import RolloutController, RolloutDriver
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
-from flywheel.pipelines.promote import audit_log
+from flywheel.pipelines.promote import audit_log, recover
 from flywheel.rollout import (
     STATE_TAG,
     Decision,
@@ -72,6 +72,7 @@ def stop_rollout(project: Project, *, reason: str | None = None,
     """
     registry = registry or project.registry()
     with project.workspace.lock("registry", command="flywheel rollout stop"):
+        recover(project, registry, lock_held=True)
         _, tags = registry.aliases_and_tags()
         try:
             state = read_state(tags)
@@ -100,6 +101,7 @@ def rollout_status(project: Project, *, registry: MlflowRegistry | None = None,
     """The latest rollout's state; with ``fresh``, its evidence from the prediction log now
     and the decision the controller would take (read-only: nothing is applied)."""
     registry = registry or project.registry()
+    recover(project, registry)
     _, tags = registry.aliases_and_tags()
     state = read_state(tags)
     if state is None or not fresh:

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial
 from sklearn.pipeline import Pipeline
 
 from flywheel._version import __version__
+from flywheel.core._crashpoints import crash_point
 from flywheel.core.errors import ConfigError, DataValidationError
 from flywheel.core.spec import ProjectSpec
 from flywheel.data import DataSchema, fingerprint_frame, profile_frame, validate_frame
@@ -37,7 +38,12 @@ from flywheel.pipelines._gating import (
     train_rows_record,
 )
 from flywheel.pipelines._monitoring_reference import log_monitoring_reference
-from flywheel.pipelines.promote import audit_log, promote_version, record_alias_changes
+from flywheel.pipelines.promote import (
+    audit_log,
+    promote_version,
+    record_alias_changes,
+    recover,
+)
 from flywheel.registry import MlflowRegistry, ModelVersionInfo
 from flywheel.training import (
     SearchProblem,
@@ -246,19 +252,32 @@ def train_project(project: Project, *, data: str | Path | None = None,
 
 def _register(project: Project, registry: MlflowRegistry, logged: Any, tags: dict[str, str],
               gates: GateReport) -> ModelVersionInfo:
-    """Register under the registry lock and record every alias the registration moved."""
+    """Register under the registry lock and record every alias the registration moved.
+
+    The intent goes to the audit log first (with the run and the aliases before), so a kill
+    between creating the version, moving its aliases and recording them is finished by the
+    next command (``pipelines._recovery``) instead of leaving a ghost version.
+    """
     with project.workspace.lock("registry", command="flywheel train (register)"):
+        recover(project, registry, lock_held=True)
+        log = audit_log(project)
         before = _aliases(registry)
+        summary = {"gates": gates.summary(), "gates_passed": gates.passed}
+        intent = log.begin(action="register", model=registry.model_name, moves=[],
+                           reason=f"registering the model of run {logged.run_id}",
+                           evidence={"run_id": logged.run_id, "before": before, **summary})
         version = registry.register(logged, tags=tags)
+        crash_point("register.alias_moved")
         after = _aliases(registry)
         first = after.get("champion") == version.version and "champion" not in before
         record_alias_changes(
-            audit_log(project), registry.model_name, before, after, action="register",
+            log, registry.model_name, before, after, action="register",
             reason=(f"version {version.version} registered: " + (
                 "the first version becomes champion" if first else
                 "a new version waits as challenger")),
-            evidence={"version": version.version, "run_id": version.run_id,
-                      "gates": gates.summary(), "gates_passed": gates.passed})
+            evidence={"version": version.version, "run_id": version.run_id, **summary},
+            intent=intent.seq)
+        log.finish(intent, f"version {version.version} registered")
     return version
 
 

@@ -14,6 +14,16 @@ and returns every earlier entry; the next append first ends the torn line, so th
 starts on a line of its own (the torn one stays, reported, never rewritten). Each entry's
 checksum catches a garbled line, and ``prev`` (the previous entry's checksum) catches lines
 removed or reordered.
+
+Crash consistency with the registry: an alias lives in MLflow and its entry here, and no
+transaction spans both. So a change is written ahead: an ``intent`` line (``"kind":
+"intent"``, the moves it will make in ``evidence.moves``) before the alias moves, the change
+entries after (each with ``"intent": <seq>``), and a ``resolved`` line last. An intent without
+its ``resolved`` line means the command died midway; the next command that reads the aliases
+reconciles it against the registry (``flywheel.pipelines._recovery``): moves that happened are
+recorded with ``recovered`` saying so, moves not yet made are completed or, if none was made,
+the intent is resolved as abandoned. :attr:`AuditHistory.entries` holds the change entries
+only, so readers that replay alias changes see each change once.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from filelock import FileLock, Timeout
 
@@ -38,6 +48,7 @@ from flywheel.core.workspace import fsync_dir
 __all__ = ["AuditEntry", "AuditHistory", "AuditLog", "AuditProblem", "current_user"]
 
 ProblemKind = Literal["torn", "corrupt", "checksum", "chain"]
+EntryKind = Literal["change", "intent", "resolved"]
 
 _LOCK_TIMEOUT = 30.0
 
@@ -65,6 +76,10 @@ class AuditEntry:
         from_version: Where it pointed before (None: nowhere).
         to_version: Where it points after (None: removed).
         evidence: What justified it (gate summary, the comparison's interval, the run).
+        kind: ``change`` (an alias moved), ``intent`` (a change about to be made) or
+            ``resolved`` (the end of an intent: ``reason`` says how it ended).
+        intent: The seq of the intent this entry completes or resolves.
+        recovered: Set on an entry written by recovery after a crash: what was recovered.
     """
 
     seq: int
@@ -77,19 +92,42 @@ class AuditEntry:
     to_version: str | None
     reason: str
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+    kind: EntryKind = "change"
+    intent: int | None = None
+    recovered: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "time": self.time, "user": self.user, "action": self.action,
-                "model": self.model, "alias": self.alias, "from": self.from_version,
-                "to": self.to_version, "reason": self.reason, "evidence": self.evidence}
+        out = {"seq": self.seq, "time": self.time, "user": self.user, "action": self.action,
+               "model": self.model, "alias": self.alias, "from": self.from_version,
+               "to": self.to_version, "reason": self.reason, "evidence": self.evidence}
+        # Written only when set, so entries from before intents existed read back the same.
+        if self.kind != "change":
+            out["kind"] = self.kind
+        if self.intent is not None:
+            out["intent"] = self.intent
+        if self.recovered is not None:
+            out["recovered"] = self.recovered
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
+        kind = str(data.get("kind") or "change")
+        if kind not in ("change", "intent", "resolved"):
+            raise ValueError(f"unknown entry kind {kind!r}")
+        intent = data.get("intent")
         return cls(seq=int(data["seq"]), time=str(data["time"]), user=str(data["user"]),
                    action=str(data["action"]), model=str(data["model"]),
                    alias=str(data["alias"]), from_version=_opt(data.get("from")),
                    to_version=_opt(data.get("to")), reason=str(data.get("reason", "")),
-                   evidence=dict(data.get("evidence") or {}))
+                   evidence=dict(data.get("evidence") or {}), kind=cast(EntryKind, kind),
+                   intent=None if intent is None else int(intent),
+                   recovered=_opt(data.get("recovered")))
+
+    @property
+    def moves(self) -> list[dict[str, str | None]]:
+        """An intent's planned alias moves: ``{"alias", "from", "to"}`` each."""
+        return [{"alias": str(m["alias"]), "from": _opt(m.get("from")), "to": _opt(m.get("to"))}
+                for m in self.evidence.get("moves", []) if isinstance(m, Mapping)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +144,31 @@ class AuditProblem:
 
 @dataclasses.dataclass(frozen=True)
 class AuditHistory:
-    """The readable entries, oldest first, and the lines that were not."""
+    """The readable entries, oldest first, and the lines that were not.
+
+    Attributes:
+        entries: The alias changes (intent and resolved lines are in ``records``).
+        records: Every readable line: changes, intents and their resolutions.
+    """
 
     entries: tuple[AuditEntry, ...]
     problems: tuple[AuditProblem, ...]
+    records: tuple[AuditEntry, ...] = ()
+
+    @property
+    def pending(self) -> tuple[AuditEntry, ...]:
+        """Intents with no ``resolved`` line: commands that died between intent and end."""
+        resolved = {r.intent for r in self.records if r.kind == "resolved"}
+        return tuple(r for r in self.records if r.kind == "intent" and r.seq not in resolved)
+
+    @property
+    def recoveries(self) -> tuple[AuditEntry, ...]:
+        """Entries written by recovery: recovered changes and intents resolved after a crash."""
+        return tuple(r for r in self.records if r.recovered is not None)
+
+    def completing(self, intent: int) -> tuple[AuditEntry, ...]:
+        """The change entries recorded for intent ``intent``."""
+        return tuple(e for e in self.entries if e.intent == intent)
 
 
 class AuditLog:
@@ -127,10 +186,38 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
 
+    def begin(self, *, action: str, model: str, moves: list[Mapping[str, str | None]],
+              reason: str, evidence: Mapping[str, Any] | None = None,
+              user: str | None = None) -> AuditEntry:
+        """Write the intent of a change before making it; ``finish`` ends it.
+
+        Args:
+            moves: The alias moves planned, ``{"alias", "from", "to"}`` each (empty when
+                they are not known before, as for a registration).
+        """
+        first = moves[0] if moves else {"alias": "", "from": None, "to": None}
+        return self.append(action=action, model=model, alias=str(first["alias"]),
+                           from_version=first["from"], to_version=first["to"], reason=reason,
+                           evidence={**dict(evidence or {}), "moves": [dict(m) for m in moves]},
+                           user=user, kind="intent")
+
+    def finish(self, intent: AuditEntry, outcome: str, *, recovered: str | None = None
+               ) -> AuditEntry:
+        """Write the ``resolved`` line that ends ``intent``; ``outcome`` says how it ended."""
+        return self.append(action=intent.action, model=intent.model, alias=intent.alias,
+                           from_version=intent.from_version, to_version=intent.to_version,
+                           reason=outcome, kind="resolved", intent=intent.seq,
+                           recovered=recovered)
+
     def append(self, *, action: str, model: str, alias: str, from_version: str | None,
                to_version: str | None, reason: str, evidence: Mapping[str, Any] | None = None,
-               user: str | None = None) -> AuditEntry:
+               user: str | None = None, kind: EntryKind = "change", intent: int | None = None,
+               recovered: str | None = None) -> AuditEntry:
         """Write one entry durably and return it.
+
+        Args:
+            intent: The seq of the intent this change carries out.
+            recovered: What recovery found, when recovery writes the entry after a crash.
 
         Raises:
             WorkspaceBusyError: If another writer holds the log longer than ``lock_timeout``.
@@ -149,7 +236,8 @@ class AuditLog:
                 seq=seq + 1, time=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
                 user=user or current_user(), action=action, model=model, alias=alias,
                 from_version=_opt(from_version), to_version=_opt(to_version), reason=reason,
-                evidence=_plain(dict(evidence or {})))
+                evidence=_plain(dict(evidence or {})), kind=kind, intent=intent,
+                recovered=recovered)
             payload = {**entry.to_dict(), "prev": prev}
             line = json.dumps({"entry": payload, "sha256": _digest(payload)},
                               ensure_ascii=False, allow_nan=False) + "\n"
@@ -169,7 +257,7 @@ class AuditLog:
             WorkspaceError: If the file exists but cannot be read.
         """
         data = self._read_bytes()
-        entries: list[AuditEntry] = []
+        records: list[AuditEntry] = []
         problems: list[AuditProblem] = []
         prev: str | None = None
         lines = data.split(b"\n")
@@ -180,7 +268,7 @@ class AuditLog:
             if last:  # bytes after the final newline: a write that did not finish
                 problems.append(AuditProblem(number, "torn", (
                     f"the last line is incomplete ({len(raw)} bytes, no line end): a write "
-                    f"was interrupted; the {len(entries)} entries before it are intact")))
+                    f"was interrupted; the {len(records)} entries before it are intact")))
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
@@ -202,10 +290,11 @@ class AuditLog:
                     "reordered above this line")))
             prev = digest
             try:
-                entries.append(AuditEntry.from_dict(payload))
+                records.append(AuditEntry.from_dict(payload))
             except (KeyError, TypeError, ValueError):
                 problems.append(AuditProblem(number, "corrupt", "an entry lacks a field; skipped"))
-        return AuditHistory(tuple(entries), tuple(problems))
+        entries = tuple(r for r in records if r.kind == "change")
+        return AuditHistory(entries, tuple(problems), tuple(records))
 
     # Internals ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+from flywheel.core._crashpoints import crash_point
 from flywheel.registry._retry import retry_on_contention
 
 if TYPE_CHECKING:
@@ -31,7 +32,11 @@ _ROUNDS = 20
 
 
 def promote(client: MlflowClient, name: str, version: str) -> None:
-    """Apply the alias rules after ``version`` of model ``name`` was created."""
+    """Apply the alias rules after ``version`` of model ``name`` was created.
+
+    Idempotent: applied again (by recovery after a crash), it changes nothing that holds.
+    """
+    crash_point("register.version_created")
     mine = int(version)
     for _ in range(_ROUNDS):
         numbers = _version_numbers(client, name)

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from mlflow.exceptions import MlflowException
 
 from flywheel.core.errors import RegistryError
+from flywheel.registry._promotion import promote
 
 if TYPE_CHECKING:
     from flywheel.registry._mlflow import MlflowRegistry
 
-__all__ = ["artifact_exists", "delete_alias", "download_artifacts", "log_artifact_folder",
-           "set_version_tags"]
+__all__ = ["apply_alias_rules", "artifact_exists", "delete_alias", "download_artifacts",
+           "log_artifact_folder", "set_version_tags"]
 
 _VERSION_TAG_LIMIT = 100_000
 
@@ -36,6 +37,14 @@ def delete_alias(registry: MlflowRegistry, alias: str) -> None:
                 raise
 
     registry._call(f"remove alias {alias!r}", delete)
+
+
+def apply_alias_rules(registry: MlflowRegistry, version: str) -> None:
+    """Give ``version`` the aliases registration gives a new version (champion if first,
+    else challenger), as ``register`` does; recovery finishes an interrupted registration
+    with it."""
+    registry._call("set the model's aliases",
+                   lambda: promote(registry._client, registry.model_name, version))
 
 
 def set_version_tags(registry: MlflowRegistry, version: str,

@@ -106,3 +106,30 @@ def test_evidence_with_nan_and_numpy_values_is_stored_as_plain_json(tmp_path: Pa
     entry = log.read().entries[0]
     assert entry.evidence == {"gain": 0.01, "low": None, "rows": [1, 2]}
     assert entry.reason == "NaN in the reason stays"
+
+
+def test_an_intent_without_its_end_is_pending_and_its_changes_are_entries(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    moves = [{"alias": "champion", "from": "1", "to": "2"},
+             {"alias": "challenger", "from": "2", "to": None}]
+    intent = log.begin(action="promote", model="m", moves=moves, reason="better",
+                       evidence={"gates": "all passed"})
+    change = log.append(action="promote", model="m", alias="champion", from_version="1",
+                        to_version="2", reason="better", intent=intent.seq)
+    history = log.read()
+    assert history.entries == (change,)  # the intent is not a change
+    assert history.pending == (intent,) and intent.kind == "intent"
+    assert intent.moves == moves and history.completing(intent.seq) == (change,)
+    log.finish(intent, "done")
+    assert log.read().pending == () and log.read().recoveries == ()
+    assert [r.kind for r in log.read().records] == ["intent", "change", "resolved"]
+
+
+def test_entries_written_before_intents_existed_read_back_as_changes(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    _append(log, 2)
+    raw = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert all(set(r["entry"]) == {"seq", "time", "user", "action", "model", "alias", "from",
+                                   "to", "reason", "evidence", "prev"} for r in raw)
+    history = log.read()
+    assert history.problems == () and len(history.entries) == 2 and history.pending == ()
