@@ -2,7 +2,12 @@
 
 Accepted bodies for ``/predict``: one record (a JSON object of feature values), a list of
 records, or columnar ``{"columns": {"feature": [values...], ...}}``. Every problem is reported
-(location and message), not only the first.
+(location and message), not only the first, in the schema's column order.
+
+A number or boolean sent for a categorical feature whose categories are known is read as its
+text (``415`` as ``"415"``, ``true`` as ``"true"``, the way training read them): when that text is
+a known category the record carries it from then on; when it is not, the request is answered
+(the model scores an unseen category) with a warning naming the field.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from typing import Any
 from flywheel.data import DataSchema
 
 MAX_ROWS = 10_000
+MAX_WARNINGS = 100
 _NUMERIC = ("numeric", "integer")
 _ACCEPTS: dict[str, frozenset[type]] = {
     "numeric": frozenset({int, float}), "integer": frozenset({int, float}),
     "categorical": frozenset({str, int, bool, float}), "boolean": frozenset({bool, int, str}),
     "datetime": frozenset({str})}
+_TEXT = frozenset({str})
 
 
 class InputProblems(ValueError):
@@ -37,12 +44,19 @@ class InputChecker:
         self.expected = frozenset(self.columns)
         self.kinds = {name: schema.columns[name].kind for name in self.columns}
         self.max_rows = max_rows
+        self.categories = {
+            name: frozenset(schema.columns[name].categories or ()) for name in self.columns
+            if self.kinds[name] == "categorical" and schema.columns[name].categories is not None}
+        """Known categories of the categorical features that have a closed list."""
         # The types each column accepts without a second look (floats: if finite); anything
-        # else goes through _type_problem for a verdict and a message.
-        self._accepts = {name: _ACCEPTS.get(kind) for name, kind in self.kinds.items()}
+        # else goes through _type_problem for a verdict and a message. Categorical features
+        # with known categories take only text that way: a number is compared as text.
+        self._accepts = {name: _TEXT if name in self.categories else _ACCEPTS.get(kind)
+                         for name, kind in self.kinds.items()}
 
-    def records(self, body: Any) -> list[dict[str, Any]]:
-        """The records in a /predict body.
+    def records(self, body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The records in a /predict body, and warnings about values the model reads as
+        unseen categories.
 
         Raises:
             InputProblems: listing every missing, extra or mistyped field.
@@ -57,27 +71,37 @@ class InputChecker:
         else:
             raise InputProblems([{"loc": ["body"], "msg": "expected a record (object), a list "
                                   "of records, or {\"columns\": {...}}"}])
-        self.check(rows)
-        return rows
+        return rows, self.check(rows)
 
-    def check(self, rows: list[Any], *, where: str = "records") -> None:
+    def check(self, rows: list[Any], *, where: str = "records") -> list[dict[str, Any]]:
+        """Check ``rows`` in place (numbers for known categories become their text).
+
+        Returns:
+            Warnings: values of categorical features that are not a known category.
+
+        Raises:
+            InputProblems: listing every missing, extra or mistyped field.
+        """
         if not rows:
             raise InputProblems([{"loc": [where], "msg": "no records to predict"}])
         if len(rows) > self.max_rows:
             raise InputProblems([{"loc": [where], "msg": f"{len(rows)} records; at most "
                                   f"{self.max_rows} per request"}])
         problems: list[dict[str, Any]] = []
+        warnings: list[dict[str, Any]] = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 problems.append({"loc": [where, i], "msg": "expected an object of features"})
                 continue
             keys = row.keys()
             if keys != self.expected:
-                for name in self.expected - keys:
-                    problems.append({"loc": [where, i, name], "msg": "missing field"})
-                for name in keys - self.expected:
-                    problems.append({"loc": [where, i, name], "msg": "unknown field; expected "
-                                     "only the model's features"})
+                for name in self.columns:
+                    if name not in keys:
+                        problems.append({"loc": [where, i, name], "msg": "missing field"})
+                for name in keys:
+                    if name not in self.expected:
+                        problems.append({"loc": [where, i, name], "msg": "unknown field; "
+                                         "expected only the model's features"})
             accepts = self._accepts
             for name, value in row.items():
                 kind_of = type(value)
@@ -90,10 +114,25 @@ class InputChecker:
                 message = _type_problem(self.kinds[name], value)
                 if message:
                     problems.append({"loc": [where, i, name], "msg": message})
+                elif kind_of is not str and name in self.categories:
+                    self._as_category(row, name, value, [where, i, name], warnings)
             if len(problems) > 100:
                 break
         if problems:
             raise InputProblems(problems)
+        return warnings
+
+    def _as_category(self, row: dict[str, Any], name: str, value: Any, loc: list[Any],
+                     warnings: list[dict[str, Any]]) -> None:
+        """A number or boolean for a categorical feature: its text when that is a category."""
+        text = category_text(value)
+        known = self.categories[name]
+        if text in known:
+            row[name] = text
+        elif len(warnings) < MAX_WARNINGS:
+            examples = ", ".join(repr(c) for c in sorted(known)[:3])
+            warnings.append({"loc": loc, "msg": f"{text!r} is not one of the {len(known)} known "
+                             f"categories ({examples}, ...); scored as an unseen category"})
 
     def _from_columns(self, columns: Any) -> list[dict[str, Any]]:
         if not isinstance(columns, dict) or not all(isinstance(v, list) for v in columns.values()):
@@ -105,6 +144,16 @@ class InputChecker:
                                   f"{sorted(lengths)}"}])
         names = list(columns)
         return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def category_text(value: Any) -> str:
+    """A JSON number or boolean as training read it in a categorical column (``415.0`` and
+    ``415`` as ``"415"``, ``true`` as ``"true"``)."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if type(value) is float and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _type_problem(kind: str, value: Any) -> str | None:

@@ -72,6 +72,22 @@ class ServingMetrics:
             hist = self._children[key] = self.latency.labels(endpoint)
         hist.observe(seconds)
 
+    def prepare(self, version: str, classes: tuple[str, ...]) -> None:
+        """Create the series a version's answers will count, before it takes traffic (the
+        first ``labels`` call of a series costs far more than an increment)."""
+        for endpoint in ("predict", "v2/models/infer"):
+            key = ("r", endpoint, version, 200)
+            if key not in self._children:
+                self._children[key] = self.requests.labels(endpoint, version, "200")
+            if ("l", endpoint) not in self._children:
+                self._children[("l", endpoint)] = self.latency.labels(endpoint)
+        for label in classes:
+            key = ("p", version, label)
+            if key not in self._children:
+                self._children[key] = self.predictions.labels(version, str(label))
+        if not classes and ("v", version) not in self._children:
+            self._children[("v", version)] = self.values.labels(version)
+
     def predicted(self, version: str, predictions: list[Any], regression: bool) -> None:
         if regression:
             hist = self._children.get(("v", version))

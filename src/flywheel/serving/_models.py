@@ -1,7 +1,8 @@
 """The models a server holds, by alias, kept in step with the registry.
 
 A background thread polls the registry's aliases. When one moves (promote, rollback), the new
-version is loaded, checksum-verified and compiled beside the old one, then swapped in with one
+version is loaded, checksum-verified, compiled and warmed up (``_warmup.py``) beside the old one,
+then swapped in with one
 reference assignment: requests already running finish on the version they started with, new
 ones get the new version, none fails. If the registry is unreachable, the loaded models keep
 serving and the thread tries again.
@@ -27,6 +28,7 @@ from flywheel.core.spec import parse_config
 from flywheel.serving._inputs import InputChecker
 from flywheel.rollout import STATE_TAG, RolloutState, parse_state
 from flywheel.serving._predictor import LoadedModel, build_loaded_model
+from flywheel.serving._warmup import WarmUp, warm_up
 
 log = logging.getLogger("flywheel.serving")
 
@@ -45,6 +47,8 @@ class ServedModel:
         columns = model.schema.columns
         self.log_layout = tuple((name, columns[name].kind in ("numeric", "integer"))
                                 for name in model.features)
+        self.warmup: WarmUp | None = None
+        """Set by ``ModelStore.load`` once the version has been warmed up."""
 
     def answer(self, records: list[dict[str, Any]]) -> Any:
         return self.model.answer(records)
@@ -185,7 +189,8 @@ class ModelStore:
                 log.exception("model reconciliation failed; will retry")
 
     def load(self, version: str) -> ServedModel:
-        """Load ``version`` (checksum verified, compiled when verified) without serving it.
+        """Load ``version`` (checksum verified, compiled when verified) and warm it up, without
+        serving it.
 
         Raises:
             FlywheelError: If it cannot be found, verified or loaded.
@@ -198,8 +203,12 @@ class ModelStore:
         schema = parse_config(DataSchema, read_yaml_text(schema_text), path=None,
                               what="schema", expected="target, task and columns")
         loaded = build_loaded_model(self.registry.model_name, version, model, schema, info.tags)
-        log.info("loaded version %s (%s)", version, "compiled" if loaded.fast else "pipeline")
-        return ServedModel(loaded)
+        served = ServedModel(loaded)
+        served.warmup = warm_up(served)
+        log.info("loaded version %s (%s), warmed up with %d calls in %.0f ms", version,
+                 "compiled" if loaded.fast else "pipeline", served.warmup.calls,
+                 served.warmup.seconds * 1000.0)
+        return served
 
     def _swap(self, alias: str, served: ServedModel | None) -> None:
         if served is None:

@@ -82,7 +82,7 @@ class RolloutResponder:
         began = time.perf_counter()
         try:
             mine = records if target.log_layout == champion.log_layout else \
-                target.checker.records(body)
+                target.checker.records(body)[0]
             answer = await self.batcher.submit(target, mine)
             elapsed = time.perf_counter() - began
             if elapsed <= timeout_s:

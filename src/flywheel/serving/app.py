@@ -31,13 +31,15 @@ import orjson
 
 from flywheel._version import __version__
 from flywheel.serving._batching import Batcher
+from flywheel.serving._feedback import feedback_items
 from flywheel.serving._inputs import InputProblems
 from flywheel.predlog import PredictionLog
 from flywheel.serving._metrics import ServingMetrics
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._openapi import openapi_document
 from flywheel.serving._routed import RolloutResponder
-from flywheel.serving._v2 import V2Error, v2_metadata, v2_records, v2_response
+from flywheel.serving._v2 import V2Error, v2_metadata, v2_request, v2_response
+from flywheel.serving._v2_binary import BINARY_EXTENSION, HEADER_LENGTH, BinaryProblem, split_body
 
 log = logging.getLogger("flywheel.serving")
 
@@ -47,16 +49,20 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 1 << 20
 _JSON = [(b"content-type", b"application/json")]
+_BINARY = (b"content-type", b"application/octet-stream")
 _V2_MODEL = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?$")
 
 
 class HttpError(Exception):
-    """An error answered as JSON with a 4xx status."""
+    """An error answered as JSON with a 4xx status (and extra headers, such as a 405's
+    ``Allow``)."""
 
-    def __init__(self, status: int, message: str, problems: list[Any] | None = None) -> None:
+    def __init__(self, status: int, message: str, problems: list[Any] | None = None, *,
+                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.status, self.message, self.problems = status, message, problems or []
+        self.headers = list(headers)
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"error": self.message}
@@ -98,6 +104,11 @@ class ServingApp:
             ("GET", "/openapi.json"): self._openapi,
             ("POST", "/admin/reload"): self._reload,
         }
+        self._allowed: dict[str, list[str]] = {"/predict": ["POST"], "/metrics": ["GET"]}
+        for route_method, route_path in self._routes:
+            self._allowed.setdefault(route_path, []).append(route_method)
+        # One metrics label per endpoint (its path without the slash); other paths share one.
+        self._labels = {route_path: route_path[1:] for route_path in self._allowed}
 
     # ASGI ------------------------------------------------------------------------------
 
@@ -127,11 +138,13 @@ class ServingApp:
         # Background threads (prediction log, reconciler) hold the GIL for up to the switch
         # interval (5 ms by default) before a request can run again: keep it short.
         sys.setswitchinterval(0.0002)
+        # The log's converter child starts first: its imports then overlap loading and
+        # warming up the models rather than the first requests.
+        if self.log is not None:
+            self.log.start()
         self.store.on_change = self._model_changed
         self.store.reconcile()
         self.store.start()
-        if self.log is not None:
-            self.log.start()
         for task in self.background:
             task.start()
         # Everything loaded so far lives as long as the process: keep the garbage collector
@@ -152,35 +165,38 @@ class ServingApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
-        endpoint, version = path, "-"
+        version, headers = "-", _JSON
         try:
             if path == "/predict" and method == "POST":
                 endpoint = "predict"
                 status, payload, version = await self._predict(scope, receive, started)
             elif path.startswith("/v2/models/"):
-                endpoint = "v2"
-                status, payload, version = await self._v2_model(scope, receive, method, path,
-                                                                 started)
+                endpoint = _v2_label(path)
+                status, payload, version, headers = await self._v2_model(
+                    scope, receive, method, path, started)
             elif path == "/metrics" and method == "GET":
                 body, content_type = self.metrics.render()
                 await _send(send, 200, body, [(b"content-type", content_type.encode())])
                 return
             else:
+                endpoint = self._labels.get(path, "other")
                 handler = self._routes.get((method, path))
                 if handler is None:
-                    known = path in ("/predict", "/metrics") or any(
-                        p == path for _, p in self._routes)
-                    raise HttpError(405 if known else 404,
-                                    f"{method} {path} is not " + ("allowed" if known else
-                                                                   "an endpoint of this server"))
+                    allowed = self._allowed.get(path)
+                    if allowed:
+                        raise _not_allowed(method, path, allowed)
+                    raise HttpError(404, f"{path} is not an endpoint of this server; "
+                                         "/openapi.json lists them")
                 status, payload = await handler(scope, receive)
             body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         except HttpError as exc:
             status, body = exc.status, exc.body()
+            if exc.headers:
+                headers = [*_JSON, *exc.headers]
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client
             log.exception("unexpected error answering %s %s", method, path)
             status, body = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
-        await _send(send, status, body, _JSON)
+        await _send(send, status, body, headers)
         self.metrics.request(endpoint, version, status, time.perf_counter() - started)
 
     # Prediction --------------------------------------------------------------------------
@@ -192,7 +208,7 @@ class ServingApp:
             raise HttpError(503, "no model is loaded yet; see /readyz")
         body = await self._json(scope, receive)
         try:
-            records = served.checker.records(body)
+            records, warnings = served.checker.records(body)
         except InputProblems as exc:
             raise HttpError(422, "the input does not match the model's features",
                             exc.problems) from None
@@ -209,6 +225,8 @@ class ServingApp:
         if probabilities is not None:
             payload["classes"] = served.model.classes
             payload["probabilities"] = probabilities
+        if warnings:
+            payload["warnings"] = warnings
         self._record(request_id, served, records, predictions, probabilities, started,
                      event_time, arm)
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
@@ -237,38 +255,51 @@ class ServingApp:
     # Open Inference Protocol v2 ------------------------------------------------------------
 
     async def _v2_model(self, scope: Scope, receive: Receive, method: str, path: str,
-                        started: float) -> tuple[int, Any, str]:
+                        started: float) -> tuple[int, Any, str, list[tuple[bytes, bytes]]]:
         match = _V2_MODEL.match(path)
         if match is None:
-            raise HttpError(404, f"{path} is not an endpoint of this server")
-        served = self._v2_served(match["name"], match["version"])
+            raise HttpError(404, f"{path} is not an endpoint of this server; /openapi.json "
+                                 "lists them")
         tail = match["tail"]
-        if tail is None and method == "GET":
-            return 200, v2_metadata(served), served.version
-        if tail == "/ready" and method == "GET":
-            return 200, {"name": match["name"], "ready": True}, served.version
-        if tail == "/infer" and method == "POST":
-            body = await self._json(scope, receive)
-            try:
-                request_id, records = v2_records(body, served)
-            except V2Error as exc:
-                raise HttpError(400, str(exc), exc.problems) from None
-            except InputProblems as exc:
-                raise HttpError(422, "the inputs do not match the model's features",
-                                exc.problems) from None
-            request_id = request_id or _request_id(scope)
-            event_time = _event_time(scope)
-            arm = "champion"
-            if match["version"] is not None or self.rollout.router.plan is None:
-                predictions, probabilities = await self._answer(served, records, request_id,
-                                                                started)
-            else:  # the model's own endpoint follows the rollout, like /predict
-                served, arm, records, (predictions, probabilities) = await self.rollout.answer(
-                    scope["headers"], served, body, records, request_id, started, self._answer)
-            self._record(request_id, served, records, predictions, probabilities, started,
-                         event_time, arm)
-            return 200, v2_response(served, request_id, predictions, probabilities), served.version
-        raise HttpError(405, f"{method} {path} is not allowed")
+        wanted = "POST" if tail == "/infer" else "GET"
+        if method != wanted:
+            raise _not_allowed(method, path, [wanted])
+        served = self._v2_served(match["name"], match["version"])
+        if tail is None:
+            return 200, v2_metadata(served), served.version, _JSON
+        if tail == "/ready":
+            return 200, {"name": match["name"], "ready": True}, served.version, _JSON
+        raw = await self._body(scope, receive)
+        try:
+            header, binary = split_body(raw, _header(scope, HEADER_LENGTH))
+        except BinaryProblem as exc:
+            raise HttpError(400, str(exc)) from None
+        try:
+            request = v2_request(orjson.loads(header), binary, served)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, f"the body is not valid JSON: {exc} (binary tensors need the "
+                                 "Inference-Header-Content-Length header)") from None
+        except V2Error as exc:
+            raise HttpError(400, str(exc), exc.problems) from None
+        except InputProblems as exc:
+            raise HttpError(422, "the inputs do not match the model's features",
+                            exc.problems) from None
+        records = request.records
+        request_id = request.id or _request_id(scope)
+        event_time = _event_time(scope)
+        arm = "champion"
+        if match["version"] is not None or self.rollout.router.plan is None:
+            predictions, probabilities = await self._answer(served, records, request_id, started)
+        else:  # the model's own endpoint follows the rollout, like /predict
+            served, arm, records, (predictions, probabilities) = await self.rollout.answer(
+                scope["headers"], served, records, records, request_id, started, self._answer)
+        self._record(request_id, served, records, predictions, probabilities, started,
+                     event_time, arm)
+        body, header_length = v2_response(served, request, request_id, predictions,
+                                          probabilities)
+        if header_length is None:
+            return 200, body, served.version, _JSON
+        return 200, body, served.version, [_BINARY, (HEADER_LENGTH, str(header_length).encode())]
 
     def _v2_served(self, name: str, version: str | None) -> ServedModel:
         if name != self.store.registry.model_name:
@@ -290,26 +321,13 @@ class ServingApp:
 
     async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         body = await self._json(scope, receive)
-        items = body if isinstance(body, list) else body.get("feedback", [body]) \
-            if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise HttpError(422, "expected {\"request_id\": ..., \"label\": ...} or a list of "
-                                 "them")
-        problems = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or set(item) != {"request_id", "label"}:
-                problems.append({"loc": ["feedback", i], "msg": "expected exactly request_id "
-                                 "and label"})
-            elif not isinstance(item["request_id"], str) or not item["request_id"]:
-                problems.append({"loc": ["feedback", i, "request_id"], "msg": "expected text"})
-            elif item["label"] is None or isinstance(item["label"], dict | list):
-                problems.append({"loc": ["feedback", i, "label"],
-                                 "msg": "expected a label (text or number)"})
-        if problems:
-            raise HttpError(422, "invalid feedback", problems)
+        try:
+            items = feedback_items(body, self.store.by_version.values())
+        except InputProblems as exc:
+            raise HttpError(422, "invalid feedback", exc.problems) from None
         accepted = 0
-        if self.log is not None:
-            accepted = self.log.append_feedback((i["request_id"], i["label"]) for i in items)
+        if self.log is not None and items:
+            accepted = self.log.append_feedback(items)
         return 202, {"accepted": accepted}
 
     async def _live(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
@@ -330,7 +348,8 @@ class ServingApp:
         return (200 if ready else 503), payload
 
     async def _server_metadata(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
-        return 200, {"name": "flywheel", "version": __version__, "extensions": []}
+        return 200, {"name": "flywheel", "version": __version__,
+                     "extensions": [BINARY_EXTENSION]}
 
     async def _openapi(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         return 200, openapi_document(self.store.default)
@@ -365,6 +384,7 @@ class ServingApp:
                 self.metrics.model_info.labels(a, served.version).set(1)
         for served in self.store.by_version.values():
             self.metrics.compiled.labels(served.version).set(1 if served.model.fast else 0)
+            self.metrics.prepare(served.version, served.model.classes)
 
     # Bodies ------------------------------------------------------------------------------
 
@@ -395,6 +415,19 @@ class ServingApp:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _not_allowed(method: str, path: str, allowed: list[str]) -> HttpError:
+    methods = ", ".join(sorted(allowed))
+    return HttpError(405, f"{method} {path} is not allowed; use {methods}",
+                     headers=[(b"allow", methods.encode())])
+
+
+def _v2_label(path: str) -> str:
+    """The metrics label of a /v2/models/... path."""
+    if path.endswith("/infer"):
+        return "v2/models/infer"
+    return "v2/models/ready" if path.endswith("/ready") else "v2/models/metadata"
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
