@@ -110,6 +110,9 @@ def _print_schema(schema: DataSchema) -> None:
     _out.print(table)
     for name, col in schema.excluded_columns.items():
         _out.print(f"[yellow]left out[/yellow] {name}: {col.role}, {col.reason}")
+    for name, col in schema.columns.items():
+        if col.is_feature and col.reason:  # kept, but it may be computed from the target
+            _out.print(f"[yellow]check[/yellow] {name}: {col.reason}", highlight=False)
 
 
 def _date(epoch_seconds: float | None) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from flywheel.core.errors import DataError
 from flywheel.core.spec import Task
+from flywheel.data._derived import SUSPECT_SCORE, near_deterministic_combinations
 from flywheel.data._fingerprint import fingerprint_frame
 from flywheel.data._schema import ColumnKind, ColumnSchema, DataSchema, Role
 
@@ -84,6 +85,7 @@ def infer_schema(frame: pd.DataFrame, target: str, *, task: Task | None = None,
     task = task or infer_task(frame[target])
     y = frame[target]
     columns = {name: _infer_column(frame[name], name, target, task, y) for name in frame.columns}
+    columns = _flag_near_determinants(frame, target, task, columns)
     return DataSchema(target=target, task=task, rows=len(frame), source=source,
                       fingerprint=fingerprint_frame(frame), columns=columns)
 
@@ -110,6 +112,38 @@ def _infer_column(s: pd.Series, name: str, target: str, task: Task, y: pd.Series
         max_null_rate=_null_limit(null_rate), min=lo, max=hi, categories=categories,
         cardinality=cardinality,
     )
+
+
+def _flag_near_determinants(frame: pd.DataFrame, target: str, task: Task,
+                            columns: dict[str, ColumnSchema]) -> dict[str, ColumnSchema]:
+    """Features that nearly determine the target, alone or two or three together, keep their
+    role but get a ``reason`` saying so, for the user to confirm or drop (``role: ignore``)."""
+    notes: dict[str, list[str]] = {}
+    features = [name for name, col in columns.items() if col.is_feature]
+    for name in features:
+        if task == "regression" and columns[name].kind != "categorical":
+            continue  # a rank correlation is no proof: carat and price; the R² search judges
+        score = leakage_score(_parsed(frame[name], columns[name].kind), columns[name].kind, task,
+                              frame[target])
+        if score >= SUSPECT_SCORE:
+            notes.setdefault(name, []).append(
+                f"predicts {target} nearly on its own (score {score:.3f}); if it is derived from "
+                f"{target}, it is not known at prediction time")
+    for group, r2 in near_deterministic_combinations(frame, target, features, task=task):
+        for name in group:
+            notes.setdefault(name, []).append(
+                f"{target} is almost exactly a function of {', '.join(group)} (out-of-sample R² "
+                f"{r2:.4f}); if one of them is computed from {target}, it is not known at "
+                "prediction time")
+    if not notes:
+        return columns
+    suffix = "; drop it with role: ignore, or keep it if it is known when predicting"
+    return {name: (col.model_copy(update={"reason": "; ".join(notes[name]) + suffix})
+                   if name in notes else col) for name, col in columns.items()}
+
+
+def _parsed(s: pd.Series, kind: ColumnKind) -> pd.Series:
+    return _infer_kind(s)[1] if kind == "datetime" else s
 
 
 def _null_limit(observed: float) -> float:

@@ -30,7 +30,8 @@ class ColumnSchema(BaseModel):
     role: Role = "feature"
     """feature, target, or why the column is left out of features: id, constant, leakage, ignore."""
     reason: str | None = None
-    """Why the role was inferred, for columns left out of features."""
+    """Why the role was inferred, for columns left out of features; for a feature, why it
+    deserves a look (it nearly determines the target, alone or with others)."""
     nullable: bool = True
     null_rate: float = Field(0.0, ge=0.0, le=1.0)
     """Observed share of missing values when the schema was inferred."""

@@ -102,3 +102,45 @@ def test_positive_class_of_a_boolean_target_is_spelled_as_training_encodes_it() 
 
     assert infer_positive_class(pd.Series([True, False, False])) == "true"
     assert infer_positive_class(pd.Series([1.0, 0.0, 0.0])) == "1"
+
+
+def _loans(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """A loans-like table: the rate comes from the borrower; grade is binned from the rate and
+    the installment computed from rate, term and amount, as on a real lending platform."""
+    rng = np.random.default_rng(seed)
+    score = rng.normal(690, 50, n)
+    dti = rng.uniform(0, 40, n)
+    term = rng.choice([36, 60], n, p=[0.7, 0.3])
+    amount = np.round(rng.lognormal(9.5, 0.6, n), -2).clip(1000, 40000)
+    rate = np.round((13 - 0.05 * (score - 690) + 0.1 * (dti - 20) + 2.0 * (term == 60)
+                     + rng.normal(0, 2.5, n)).clip(5, 30), 2)
+    grade = np.array(list("ABCDEFG"))[np.digitize(rate + rng.normal(0, 0.4, n),
+                                                  [8, 11, 14, 17, 20, 24])]
+    monthly = rate / 1200
+    return pd.DataFrame({
+        "loan_amount": amount, "term": term, "interest_rate": rate, "grade": grade,
+        "installment": np.round(amount * monthly / (1 - (1 + monthly) ** -term), 2),
+        "annual_income": rng.lognormal(11, 0.5, n), "dti": dti, "credit_score": score,
+        "home_ownership": rng.choice(["RENT", "OWN", "MORTGAGE"], n),
+    })
+
+
+def test_init_flags_columns_that_together_compute_the_target_and_a_grade_binned_from_it() -> None:
+    cols = infer_schema(_loans(), "interest_rate").columns
+    for name in ("installment", "loan_amount", "term"):
+        assert cols[name].role == "feature"  # flagged for review, not dropped
+        assert "almost exactly a function of loan_amount, term, installment" in (
+            cols[name].reason or "")
+    assert "predicts interest_rate nearly on its own" in (cols["grade"].reason or "")
+    assert all(cols[name].reason is None for name in
+               ("annual_income", "dti", "credit_score", "home_ownership"))
+
+
+def test_a_strong_but_honest_predictor_is_not_flagged() -> None:
+    rng = np.random.default_rng(0)
+    carat = rng.gamma(2.0, 0.4, 2000)
+    cut = rng.choice(["fair", "good", "ideal"], 2000)
+    price = 4000 * carat ** 1.7 * np.exp(rng.normal(0, 0.25, 2000) + 0.1 * (cut == "ideal"))
+    cols = infer_schema(pd.DataFrame({"carat": carat, "cut": cut, "price": price}),
+                        "price").columns
+    assert cols["carat"].reason is None and cols["cut"].reason is None
