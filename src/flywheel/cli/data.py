@@ -95,7 +95,7 @@ def profile(
 def _print_schema(schema: DataSchema) -> None:
     table = Table(title=f"Schema: {schema.rows:,} rows, {len(schema.columns)} columns")
     for heading in ("column", "kind", "role", "nulls", "values"):
-        table.add_column(heading)
+        table.add_column(heading, overflow="fold")
     for name, col in schema.columns.items():
         if col.categories is not None:
             values = f"{len(col.categories)} categories"
@@ -125,10 +125,13 @@ def _print_report(report: ValidationReport) -> None:
     if not report.failures:
         _out.print(f"[green]✓[/green] {where}all checks passed ({shape})")
         return
-    table = Table(title=f"Failed checks in {report.source or 'the data'} ({shape})")
+    # A report with only warnings passes: its table must not be titled as failures.
+    title = "Failed checks" if not report.ok else "Warnings"
+    table = Table(title=f"{title} in {report.source or 'the data'} ({shape})")
     table.add_column("", no_wrap=True)
-    table.add_column("column", no_wrap=True)
-    table.add_column("check", no_wrap=True)
+    # Names fold rather than end in an ellipsis: a cut name cannot be found in the data.
+    table.add_column("column", overflow="fold")
+    table.add_column("check", overflow="fold")
     table.add_column("detail", ratio=3)
     table.add_column("examples", ratio=1, overflow="fold")
     for f in report.failures:

@@ -1,6 +1,7 @@
 """The ``flywheel`` command: a thin Typer layer over the Python API.
 
-Exit codes: 0 success, 1 a check failed (validation, gates), 2 usage or configuration error.
+Exit codes: 0 success, 1 a check failed (validation, gates), 2 usage or configuration error
+(also a file or tracking store that cannot be read or reached), 70 a bug in flywheel.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ rollout_commands.register(app)
 loop_commands.register(app)
 
 _err = Console(stderr=True)
+# Rich draws 80 columns when no standard stream is a terminal (piped, captured, run by a tool)
+# and cuts table cells to fit; such output is read later, so it gets room instead.
+_NO_TERMINAL_COLUMNS = 200
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -50,6 +54,7 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _widen_without_a_terminal()
     try:
         app(args=argv, prog_name="flywheel")
     except SystemExit as exc:
@@ -61,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err.print("[red]interrupted[/red]")
         return 130
+    except OSError as exc:  # a file flywheel was asked to read or write, not flywheel itself
+        if os.environ.get("FLYWHEEL_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        _err.print(f"[bold red]error:[/bold red] {escape(exc.strerror or str(exc))}"
+                   f"{escape(where)}. Check that the path exists and may be read or written; "
+                   "rerun with FLYWHEEL_DEBUG=1 for the traceback.", highlight=False,
+                   soft_wrap=True)
+        return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
         if os.environ.get("FLYWHEEL_DEBUG"):
             raise
@@ -69,6 +83,23 @@ def main(argv: list[str] | None = None) -> int:
                    "for the traceback and report it.", highlight=False, soft_wrap=True)
         return 70
     return 0
+
+
+def _widen_without_a_terminal() -> None:
+    """Give rich's consoles a wide line when no standard stream is a terminal.
+
+    Rich reads ``COLUMNS`` at each measurement, so this reaches consoles made at import; a
+    width the user set, or a terminal's own (rich finds it even when stdout is piped), stays.
+    """
+    if os.environ.get("COLUMNS"):
+        return
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        try:
+            if os.get_terminal_size(stream.fileno()).columns > 0:
+                return
+        except (AttributeError, OSError, ValueError):
+            continue
+    os.environ["COLUMNS"] = str(_NO_TERMINAL_COLUMNS)
 
 
 if __name__ == "__main__":

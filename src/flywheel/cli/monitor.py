@@ -109,9 +109,10 @@ def _show(result: MonitorResult, as_json: bool) -> None:
     table = Table(title=f"{now} · {result.model} v{result.version} · "
                         f"{result.window.description} · {result.window.rows:,} rows",
                   box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
-    table.add_column("check")
-    table.add_column("result", justify="right")
-    table.add_column("detail")
+    # Column names fold rather than end in an ellipsis when the console is narrow.
+    table.add_column("check", overflow="fold")
+    table.add_column("result", justify="right", overflow="fold")
+    table.add_column("detail", overflow="fold")
     if result.drift is not None and result.drift.features:
         d = result.drift
         table.add_row("drift", _flag(d.dataset_drift, f"{d.share:.0%} of columns"),

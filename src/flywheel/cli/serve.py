@@ -72,10 +72,10 @@ def predict(
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Score a file in chunks with a registered model, with a progress bar."""
-    from flywheel.pipelines.predict import count_rows, predict_file  # slow imports; see serve
+    from flywheel.pipelines.predict import check_paths, predict_file  # slow imports; see serve
 
     project = Project.load(config)
-    total = count_rows(source) if source.exists() else None
+    total = check_paths(source, output)  # bad arguments fail before the progress bar starts
     with Progress(TextColumn("[bold]Scoring"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("rows"), TimeElapsedColumn(), console=_out) as progress:
         task = progress.add_task("score", total=total)

@@ -34,6 +34,7 @@ data:
   schema_file: {q(spec.data.schema_file)}   # column kinds, ranges, categories, roles
   format: {spec.data.format}                 # auto | csv | parquet
   encoding: {spec.data.encoding}              # text encoding of CSV files
+  delimiter: {q(spec.data.delimiter)}                # CSV field delimiter; null: read from the header (, ; tab |)
 {data_extra}
 target:
   column: {q(spec.target.column)}

@@ -46,6 +46,8 @@ class DataSpec(_Section):
     """File format; `auto` decides by extension."""
     encoding: str = "utf-8"
     """Text encoding of CSV files."""
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    """Field delimiter of CSV files; null: read from the header (one of , ; tab |)."""
     time_column: str | None = None
     """A column that orders rows in time; enables time-ordered splits."""
 

@@ -10,7 +10,7 @@ from flywheel.data._infer import (
     infer_task,
     leakage_score,
 )
-from flywheel.data._load import detect_format, load_table
+from flywheel.data._load import detect_format, load_table, sniff_delimiter
 from flywheel.data._profile import ColumnProfile, ReferenceProfile, profile_frame
 from flywheel.data._schema import ColumnSchema, DataSchema, load_schema
 from flywheel.data._validate import CheckFailure, ValidationReport, validate_frame
@@ -32,5 +32,6 @@ __all__ = [
     "load_schema",
     "load_table",
     "profile_frame",
+    "sniff_delimiter",
     "validate_frame",
 ]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import csv
+import gzip
+import io
+import lzma
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -14,6 +20,10 @@ from flywheel.core.errors import DataError
 
 FileFormat = Literal["auto", "csv", "parquet"]
 _EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
+DELIMITERS = (",", ";", "\t", "|")
+_OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_SNIFF_CHARS = 64 * 1024
+_SNIFF_LINES = 50
 
 
 def detect_format(path: Path, fmt: FileFormat = "auto") -> Literal["csv", "parquet"]:
@@ -37,9 +47,13 @@ def detect_format(path: Path, fmt: FileFormat = "auto") -> Literal["csv", "parqu
     return _EXTENSIONS[ext]  # type: ignore[return-value]
 
 
-def load_table(path: str | Path, *, fmt: FileFormat = "auto",
-               encoding: str = "utf-8") -> pd.DataFrame:
+def load_table(path: str | Path, *, fmt: FileFormat = "auto", encoding: str = "utf-8",
+               delimiter: str | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame.
+
+    Args:
+        delimiter: The CSV field delimiter; ``None`` reads it from the file's first lines
+            (:func:`sniff_delimiter`; tab for ``.tsv``).
 
     Raises:
         DataError: If the file is missing, empty, not in the stated format or encoding, or
@@ -58,7 +72,7 @@ def load_table(path: str | Path, *, fmt: FileFormat = "auto",
     if kind == "parquet":
         frame = _read_parquet(path)
     else:
-        frame = _read_csv(path, encoding)
+        frame = _read_csv(path, encoding, delimiter)
     if frame.columns.duplicated().any():
         dupes = sorted(set(frame.columns[frame.columns.duplicated()].astype(str)))
         raise DataError(f"duplicate column names {dupes}; give each column a unique name.",
@@ -82,13 +96,49 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         ) from exc
 
 
-def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
+def sniff_delimiter(path: str | Path, encoding: str = "utf-8") -> str:
+    """The field delimiter of a CSV file (plain, .gz, .bz2 or .xz), read from its first lines.
+
+    Of ``, ; tab |``, the one that splits the header into the most fields and every following
+    line into as many (quoting respected); tab for ``.tsv``; ``,`` when none does.
+    """
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".tsv" in suffixes:
+        return "\t"
+    opener = _OPENERS.get(suffixes[-1] if suffixes else "")
+    try:
+        if opener is not None:
+            with opener(path, "rt", encoding=encoding, errors="replace") as handle:
+                sample = handle.read(_SNIFF_CHARS)
+        else:
+            with open(path, encoding=encoding, errors="replace") as handle:
+                sample = handle.read(_SNIFF_CHARS)
+    except (OSError, LookupError, EOFError, lzma.LZMAError):
+        return ","  # the real read reports what is wrong with the file
+    lines = sample.splitlines()
+    if len(sample) == _SNIFF_CHARS and len(lines) > 1:
+        lines = lines[:-1]  # cut off mid-line
+    lines = [line for line in lines[:_SNIFF_LINES] if line.strip()]
+    best, best_fields = ",", 1
+    for candidate in DELIMITERS:
+        try:
+            counts = [len(row) for row in csv.reader(io.StringIO("\n".join(lines)),
+                                                      delimiter=candidate)]
+        except csv.Error:
+            continue
+        if counts and counts[0] > best_fields and all(n == counts[0] for n in counts):
+            best, best_fields = candidate, counts[0]
+    return best
+
+
+def _read_csv(path: Path, encoding: str, delimiter: str | None) -> pd.DataFrame:
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise DataError(f"unknown text encoding {encoding!r}; use a Python codec name such as "
                         "utf-8 or latin-1.", path=path) from None
-    sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    sep = delimiter or sniff_delimiter(path, encoding)
     fast = encoding.lower().replace("-", "").replace("_", "") == "utf8"
     try:
         frame = pd.read_csv(path, sep=sep, encoding=encoding, engine="pyarrow" if fast else "c")
@@ -110,6 +160,7 @@ def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
             ) from exc
         raise DataError(f"cannot be parsed as CSV ({message}); check the delimiter, quoting and "
                         "that every row has the same number of fields.", path=path) from exc
+    _check_one_column(frame, sep, path)
     # pyarrow reads a column holding invalid UTF-8 as raw bytes instead of failing.
     for column in frame.columns[frame.dtypes == object]:
         values = frame[column].dropna()
@@ -119,6 +170,26 @@ def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
                 "pass --encoding (e.g. latin-1) / set data.encoding in flywheel.yaml.", path=path
             )
     return frame
+
+
+def _check_one_column(frame: pd.DataFrame, sep: str, path: Path) -> None:
+    """A single column whose name another delimiter splits was read with the wrong one."""
+    if len(frame.columns) != 1:
+        return
+    name = str(frame.columns[0])
+    for other in DELIMITERS:
+        if other != sep and len(name.split(other)) > 1:
+            shown = name if len(name) <= 60 else name[:57] + "..."
+            spelled = "\\t" if other == "\t" else other
+            raise DataError(
+                f"reads as one column named {shown!r} with delimiter {_spell(sep)!r}, but the "
+                f"header looks {_spell(other)!r}-delimited. Set data.delimiter: \"{spelled}\" "
+                "in flywheel.yaml (or remove it to have the delimiter read from the header).",
+                path=path)
+
+
+def _spell(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else delimiter
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,10 +19,37 @@ from flywheel.pipelines.project import Project
 CHUNK_ROWS = 50_000
 
 
+def check_paths(source: Path, output: Path) -> int | None:
+    """Check the arguments of a batch prediction before any work starts; returns the rows in
+    ``source`` when they are known without reading it (a Parquet file's footer), else None.
+
+    Raises:
+        DataError: If ``output`` is not a .csv or .parquet path, or ``source`` is missing,
+            of a type flywheel does not read, or a corrupt Parquet file.
+    """
+    try:
+        detect_format(output)
+    except DataError:
+        raise DataError(f"cannot write {output.suffix or 'a file without an extension'!r}; "
+                        "the scores are written as CSV or Parquet: end the path in .csv or "
+                        ".parquet.", path=output) from None
+    if not source.is_file():
+        raise DataError("file not found; check the path." if not source.exists() else
+                        "is a folder, expected a CSV or Parquet file.", path=source)
+    return count_rows(source)
+
+
 def count_rows(path: Path) -> int | None:
-    """Rows in a Parquet file (from its footer); None for CSV (unknown without reading it)."""
+    """Rows in a Parquet file (from its footer); None for CSV (unknown without reading it).
+
+    Raises:
+        DataError: If the Parquet file cannot be read (truncated, corrupt, not Parquet).
+    """
     if detect_format(path) == "parquet":
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable_parquet(path, exc) from exc
     return None
 
 
@@ -36,10 +63,12 @@ def predict_file(project: Project, source: str | Path, output: str | Path, *,
     leaves no partial file.
 
     Raises:
-        DataError: If a file cannot be read or written, or lacks the model's features.
+        DataError: If a file cannot be read or written, has no rows, or lacks the model's
+            features.
         ModelNotFoundError: If ``model`` names no version.
     """
     source, output = Path(source), Path(output)
+    check_paths(source, output)
     out_format = detect_format(output)
     registry = project.registry()
     info = registry.version_info(model)
@@ -50,7 +79,8 @@ def predict_file(project: Project, source: str | Path, output: str | Path, *,
     regression = info.tags.get("flywheel.task") == "regression"
     parts: list[pd.DataFrame] = []
     rows = 0
-    for chunk in _chunks(source, chunk_rows, project.spec.data.encoding):
+    for chunk in _chunks(source, chunk_rows, project.spec.data.encoding,
+                         project.spec.data.delimiter):
         missing = [c for c in features if c not in chunk.columns]
         if missing:
             raise DataError(f"lacks the model's feature column(s) {missing}; the model was "
@@ -67,12 +97,17 @@ def predict_file(project: Project, source: str | Path, output: str | Path, *,
         rows += len(chunk)
         if on_chunk is not None:
             on_chunk(len(chunk))
-    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if rows == 0:
+        raise DataError("has no rows to score (only a header, or an empty table); nothing was "
+                        f"written to {output}. Score a file with at least one data row.",
+                        path=source)
+    result = pd.concat(parts, ignore_index=True)
     _write(result, output, out_format)
     return {"rows": rows, "version": info.version, "output": str(output)}
 
 
-def _chunks(path: Path, chunk_rows: int, encoding: str) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, chunk_rows: int, encoding: str,
+            delimiter: str | None) -> Iterator[pd.DataFrame]:
     if detect_format(path) == "parquet":
         try:
             handle = pq.ParquetFile(path)
@@ -80,10 +115,18 @@ def _chunks(path: Path, chunk_rows: int, encoding: str) -> Iterator[pd.DataFrame
                 yield batch.to_pandas()
             return
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"cannot be read as Parquet ({exc}).", path=path) from exc
-    frame = load_table(path, encoding=encoding)  # CSV: one clear-error reader for every case
+            raise _unreadable_parquet(path, exc) from exc
+    # CSV: one clear-error reader for every case
+    frame = load_table(path, encoding=encoding, delimiter=delimiter)
     for start in range(0, len(frame), chunk_rows):
         yield frame.iloc[start:start + chunk_rows]
+
+
+def _unreadable_parquet(path: Path, exc: BaseException) -> DataError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(f"cannot be read as Parquet ({first}); the file may be truncated, corrupt "
+                     "or not Parquet. Re-export it, or check it with `flywheel validate`.",
+                     path=path)
 
 
 def _write(frame: pd.DataFrame, output: Path, fmt: str) -> None:

@@ -9,6 +9,7 @@ This is the Python API the CLI is a thin layer over::
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from flywheel.data import (
     load_schema,
     load_table,
     profile_frame,
+    sniff_delimiter,
     validate_frame,
 )
 
@@ -86,7 +88,8 @@ class Project:
         positive = infer_positive_class(frame[target]) if schema.task == "binary" else None
         spec = ProjectSpec(
             name=name or data_path.stem,
-            data=DataSpec(path=_relative(data_path, root), encoding=encoding),
+            data=DataSpec(path=_relative(Path(data), Path(directory or ".")), encoding=encoding,
+                          delimiter=_delimiter(data_path, encoding)),
             target=TargetSpec(column=target, task=schema.task, positive_class=positive),
         )
         spec._root = root
@@ -112,7 +115,7 @@ class Project:
         """Read ``path``, or the spec's training data when omitted."""
         target = Path(path) if path is not None else self.spec.data_path
         return load_table(target, fmt=self.spec.data.format if path is None else "auto",
-                          encoding=self.spec.data.encoding)
+                          encoding=self.spec.data.encoding, delimiter=self.spec.data.delimiter)
 
     def validate(self, path: str | Path | None = None, *, frame: pd.DataFrame | None = None,
                  require_target: bool = True) -> ValidationReport:
@@ -264,10 +267,27 @@ def _init_comments(y: pd.Series, schema: DataSchema, task: Task | None,
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+    """``path`` relative to ``root`` when it lies inside, else absolute.
+
+    Compared as written first: a data file that is a symlink inside the project stays
+    relative, though its target lies elsewhere.
+    """
+    plain = Path(os.path.abspath(path.expanduser()))
+    for inside, folder in ((plain, Path(os.path.abspath(root))),
+                           (plain.resolve(), root.resolve())):
+        try:
+            return inside.relative_to(folder).as_posix()
+        except ValueError:
+            continue
+    return str(plain.resolve())
+
+
+def _delimiter(path: Path, encoding: str) -> str | None:
+    """The delimiter init writes into the spec: the one read from a CSV header unless ','."""
+    if path.suffix.lower() in (".parquet", ".pq") or ".tsv" in path.suffixes:
+        return None
+    found = sniff_delimiter(path, encoding)
+    return None if found == "," else found
 
 
 def _short(fingerprint: str) -> str:

@@ -346,10 +346,7 @@ def fetch_model_card(project: Project, version: str = "champion",
         try:
             folder = download_artifacts(registry, info.run_id, "card", tmp)
         except RegistryError as exc:
-            raise RegistryError(f"Model {registry.model_name!r} version {info.version} has no "
-                                "model card (trained before flywheel wrote cards, or writing "
-                                f"it failed: see tag flywheel.card_error of run {info.run_id})."
-                                ) from exc
+            raise _no_card(registry, info) from exc
         target.mkdir(parents=True, exist_ok=True)
         for item in folder.iterdir():
             shutil.copy2(item, target / item.name)
@@ -358,6 +355,20 @@ def fetch_model_card(project: Project, version: str = "champion",
         raise RegistryError(f"the model card of version {info.version} is incomplete "
                             f"(no model_card.html in {target}).")
     return page
+
+
+def _no_card(registry: MlflowRegistry, info: ModelVersionInfo) -> RegistryError:
+    """Why ``info`` has no card: the error training recorded on its run, if any."""
+    try:
+        failed = registry.run_tags(info.run_id).get("flywheel.card_error") if info.run_id \
+            else None
+    except RegistryError:
+        failed = None
+    why = (f"writing it failed during training: {failed}" if failed else
+           "none was written: the version predates model cards, or its training stopped "
+           "before writing one")
+    return RegistryError(f"Model {registry.model_name!r} version {info.version} has no model "
+                         f"card ({why}). Train a new version with `flywheel train` to get one.")
 
 
 def _registry_lock(project: Project, command: str, held: bool

@@ -231,6 +231,14 @@ class MlflowRegistry:
         except OSError as exc:
             raise RegistryError(f"cannot read artifact {relative_path!r} of run {run_id} "
                                 f"({exc}); the artifact store may be unavailable.") from exc
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of run ``run_id`` (``flywheel.error``, ``flywheel.card_error``, ...).
+
+        Raises:
+            RegistryError: If the run cannot be read.
+        """
+        run = self._call("read a run", lambda: self._client.get_run(run_id))
+        return {str(k): str(v) for k, v in run.data.tags.items()}
 
     def version_info(self, version_or_alias: str) -> ModelVersionInfo:
         """One version, by number or alias.

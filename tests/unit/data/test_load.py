@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from flywheel.core.errors import DataError
-from flywheel.data import load_table
+from flywheel.data import load_table, sniff_delimiter
 from tests.conftest import CHURN
 
 
@@ -67,3 +67,35 @@ def test_duplicate_column_names_are_refused(tmp_path: Path) -> None:
                    tmp_path / "d.parquet")
     with pytest.raises(DataError, match="duplicate column names"):
         load_table(tmp_path / "d.parquet")
+
+
+@pytest.mark.parametrize(("delimiter", "suffix"), [(";", ".csv"), ("|", ".csv"), ("\t", ".txt"),
+                                                   (";", ".csv.gz"), (",", ".csv")])
+def test_the_delimiter_is_read_from_the_header(tmp_path: Path, mixed: pd.DataFrame,
+                                               delimiter: str, suffix: str) -> None:
+    path = tmp_path / f"d{suffix}"
+    mixed.to_csv(path, sep=delimiter, index=False)
+    frame = load_table(path)
+    assert list(frame.columns) == list(mixed.columns) and len(frame) == len(mixed)
+    assert sniff_delimiter(path) == delimiter
+
+
+def test_a_quoted_comma_does_not_fool_the_delimiter_sniffer(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('name;city;amount\n"Smith, J";"Paris, FR";1,5\n"Li, K";Rome;2,0\n')
+    assert sniff_delimiter(path) == ";"
+    frame = load_table(path)
+    assert list(frame.columns) == ["name", "city", "amount"]
+    assert frame["name"].tolist() == ["Smith, J", "Li, K"]
+
+
+def test_a_delimiter_that_leaves_one_delimited_looking_column_is_refused_naming_the_fix(
+        tmp_path: Path, mixed: pd.DataFrame) -> None:
+    path = tmp_path / "d.csv"
+    mixed.to_csv(path, sep=";", index=False)
+    with pytest.raises(DataError) as caught:
+        load_table(path, delimiter=",")
+    message = str(caught.value)
+    assert "reads as one column" in message and "looks ';'-delimited" in message
+    assert 'data.delimiter: ";"' in message
+    assert list(load_table(path, delimiter=";").columns) == list(mixed.columns)
