@@ -280,3 +280,34 @@ def test_gates_and_card_of_a_version_without_them_are_clear_errors(
     assert run_cli(project, "gates", "9") == 2
     err = capsys.readouterr().err
     assert "has no model card" in err and "has no version 9" in err and "Traceback" not in err
+
+
+def test_gates_rerun_judges_a_version_against_the_current_spec_and_champion_and_audits_it(
+        trained: tuple, capsys: pytest.CaptureFixture[str]) -> None:
+    project, (_, second, _) = trained
+    capsys.readouterr()
+    assert run_cli(project, "gates") == 0  # the newest version, named by its number
+    assert "Gates of version 3" in capsys.readouterr().out
+    assert run_cli(project, "gates", "2", "--reason", "x") == 2  # --reason needs --rerun
+    assert "--reason go with --rerun" in capsys.readouterr().err
+    # Version 2 failed roc_auc >= 0.999; the spec now asks >= 0.6 and the champion is 3.
+    assert not project.gates("2").passed
+    assert run_cli(project, "gates", "2", "--rerun", "--reason", "the bound was a typo") == 0
+    captured = capsys.readouterr()
+    assert "Gates of version 2" in captured.out and "re-ran the gates of version 2" in \
+        captured.err
+    report = project.gates("2")
+    assert report.passed and report.get("threshold:roc_auc").status == "pass"
+    champion = report.get("champion")
+    assert champion.values["champion_version"] == "3"
+    assert champion.values["rows"] <= second.rows["holdout"]
+    tags = project.registry().version_info("2").tags
+    assert tags["flywheel.gates.passed"] == "true"
+    assert tags["flywheel.gates.threshold:roc_auc"].startswith("pass: ")
+    entry = project.history().entries[-1]
+    assert (entry.action, entry.alias, entry.to_version) == ("gates_rerun", "gates", "2")
+    assert entry.reason == "the bound was a typo"
+    assert "failed" in entry.evidence["before"] and entry.evidence["passed"] is True
+    # The champion itself is gated without comparing it with itself.
+    assert run_cli(project, "gates", "champion", "--rerun") == 0
+    assert project.gates("3").get("champion").reason == "version 3 is the champion itself"

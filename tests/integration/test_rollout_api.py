@@ -103,6 +103,44 @@ def test_a_version_that_failed_its_gates_is_refused(fresh: Project) -> None:
                                          "flywheel.gates.threshold": "pass"})
 
 
+def test_a_version_that_failed_its_gates_takes_a_canary_only_with_force_and_a_reason(
+        fresh: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = fresh.registry()
+    passed = registry.version_info("2").tags["flywheel.gates.passed"]
+    set_version_tags(registry, "2", {"flywheel.gates.passed": "false",
+                                     "flywheel.gates.champion": "fail: lower bound -0.0125"})
+    root = str(fresh.spec.root)
+    args = ["rollout", "canary", "2", "--stages", "10,100", "--min-requests", "30",
+            "--min-labels", "0", "--config", root]
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "did not pass its gates" in err and "--rerun" in err and "--force" in err
+        assert main([*args, "--force"]) == 2
+        assert "--force needs --reason" in capsys.readouterr().err
+        assert rollout_status(fresh, fresh=False).state is None or \
+            not rollout_status(fresh, fresh=False).state.running
+        assert main([*args, "--force", "--reason", "476 holdout rows cannot tell"]) == 0
+        state = rollout_status(fresh, fresh=False).state
+        assert state.running and state.forced
+        started = history(fresh).entries[-1]
+        assert started.action == "rollout_force_start" and started.evidence["forced"] is True
+        assert started.reason == "476 holdout rows cannot tell"
+        assert "lower bound" in started.evidence["failed_gates"]["2"][0]
+        controller = RolloutController(fresh)
+        feed(fresh, "champion", "1", 100, seed=30)
+        feed(fresh, "challenger", "2", 40, seed=31)
+        assert controller.tick().action == "advance"
+        feed(fresh, "challenger", "2", 40, seed=32)
+        assert controller.tick().action == "promote"  # the canary settled it
+        assert registry.alias_version("champion") == "2"
+        promoted = [e for e in history(fresh).entries if e.alias == "champion"][-1]
+        assert promoted.action == "rollout_promote" and promoted.evidence["forced"] is True
+    finally:
+        set_version_tags(registry, "2", {"flywheel.gates.passed": passed,
+                                         "flywheel.gates.champion": "pass"})
+
+
 def test_the_champion_itself_is_refused(fresh: Project) -> None:
     with pytest.raises(RolloutError, match="version 1 is the champion already"):
         start_rollout(fresh, "canary", "1")
@@ -146,6 +184,32 @@ def test_canary_advances_stage_by_stage_then_promotes_and_audits_each_step(
     promoted = entries[2]
     assert promoted.evidence["rollout"] == state.id and promoted.reason.startswith("canary")
     assert promoted.evidence["arms"]["challenger"]["requests"] == 120
+
+
+def test_status_after_a_promotion_shows_the_new_champion_and_counts_its_requests_apart(
+        fresh: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    start_rollout(fresh, "canary", overrides={"stages": [10, 100], "min_requests": 30,
+                                              "min_labels": 0})
+    controller = RolloutController(fresh)
+    feed(fresh, "champion", "1", 100, seed=20)
+    feed(fresh, "challenger", "2", 40, seed=21)
+    assert controller.tick().action == "advance"
+    feed(fresh, "challenger", "2", 40, seed=22)
+    assert controller.tick().action == "promote"
+    counted = rollout_status(fresh).evidence.to_dict()
+    assert counted["champion"]["requests"] == 100 and counted["challenger"]["requests"] == 80
+    feed(fresh, "champion", "2", 500, seed=23)  # the new champion answering afterwards
+    status = rollout_status(fresh)
+    assert [(r.arm, r.version, r.weight) for r in status.traffic().routes] == \
+        [("champion", "2", 1.0)]
+    assert status.evidence.to_dict() == counted  # none of version 2's later requests
+    assert main(["rollout", "status", "--json", "--config", str(fresh.spec.root)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["traffic"] == [{"arm": "champion", "version": "2", "weight": 1.0}]
+    assert shown["evidence"]["champion"] == {**counted["champion"]}
+    assert main(["rollout", "status", "--config", str(fresh.spec.root)]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split() == ["champion", "2", "100%"] for line in out.splitlines())
 
 
 def test_canary_rolls_back_on_errors_and_the_audit_names_the_breached_limit(

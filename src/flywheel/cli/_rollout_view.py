@@ -76,7 +76,7 @@ def render_status(status: RolloutStatus) -> RenderableType:
     traffic = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="traffic")
     for heading in ("arm", "version", "share"):
         traffic.add_column(heading, no_wrap=True)
-    shown = state.traffic()
+    shown = state.traffic(status.champion)
     for route in shown.routes:
         traffic.add_row(route.arm, route.version, f"{route.weight:.0%}")
     if shown.shadow is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -38,7 +38,7 @@ def models(
     recovered = recover(project, registry)
     versions = registry.versions()
     metric = project.spec.training.metric
-    rows = []
+    rows: list[dict[str, Any]] = []
     for v in versions:
         tags = v.tags
         metric = tags.get("flywheel.metric", metric or "")

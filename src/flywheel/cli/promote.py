@@ -127,14 +127,40 @@ def gates(
     version: Annotated[str, typer.Argument(
         help="Version number, alias, or latest.")] = "latest",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    rerun: Annotated[bool, typer.Option(
+        "--rerun", help="Run the gates again against the current flywheel.yaml and champion, "
+                        "store the results on the version, and record it in the audit log.")
+    ] = False,
+    data: Annotated[Optional[Path], typer.Option(
+        help="With --rerun: labelled data to judge it on (default: the spec's data; rows the "
+             "version trained on are left out).")] = None,
+    reason: Annotated[Optional[str], typer.Option(
+        help="With --rerun: why; recorded in the audit log.")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
-    """Show the gate results recorded for a version. Exit 1 if it failed a gate."""
-    report = Project.load(config).gates(version)
+    """Show the gate results recorded for a version (or --rerun them). Exit 1 if it failed a
+    gate."""
+    # Imported here: the promotion pipeline loads MLflow, which --help should not pay.
+    from flywheel.pipelines.promote import gates_of
+
+    if (data is not None or reason is not None) and not rerun:
+        raise typer.BadParameter("--data and --reason go with --rerun.", param_hint="--rerun")
+    project = Project.load(config)
+    if rerun:
+        from flywheel.pipelines._gates_rerun import rerun_gates
+
+        done = rerun_gates(project, version, data=data, reason=reason)
+        number, report = done.version, done.report
+        if not as_json:
+            _err.print(f"re-ran the gates of version {number} on {done.rows:,} rows it never "
+                       f"trained on (before: {escape(done.before)}); stored on the version, "
+                       f"audit entry {done.entry.seq}", highlight=False, soft_wrap=True)
+    else:
+        number, report = gates_of(project, version)
     if as_json:
         typer.echo(report.to_json())
     else:
-        print_gates(report, title=f"Gates of version {version}")
+        print_gates(report, title=f"Gates of version {number}")
     if not report.passed:
         raise typer.Exit(1)
 

@@ -29,6 +29,9 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to flyw
 VersionArg = Annotated[Optional[str], typer.Argument(
     help="Version number or alias to roll out; default: the challenger.")]
 ReasonOption = Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Start it although the version failed its gates (needs --reason; "
+                    "audited): the live rollout judges what the holdout could not.")]
 ErrorRateOption = Annotated[Optional[float], typer.Option(
     "--max-error-rate", min=0.0, max=1.0, help="Largest share of failed challenger calls.")]
 
@@ -38,13 +41,16 @@ def register(parent: typer.Typer) -> None:
 
 
 def _start(config: Path, kind: str, version: str | None, reason: str | None,
-           overrides: dict[str, Any]) -> RolloutState:
+           overrides: dict[str, Any], force: bool = False) -> RolloutState:
+    if force and not (reason and reason.strip()):
+        raise typer.BadParameter("--force needs --reason: say why a version that failed its "
+                                 "gates should take live traffic.", param_hint="--reason")
     # Imported here: the rollout pipeline loads MLflow and the serving stage (seconds), which
     # `flywheel rollout --help` should not pay.
     from flywheel.pipelines.rollout import start_rollout
 
     state = start_rollout(Project.load(config), kind, version, reason=reason,
-                          overrides=overrides)
+                          overrides=overrides, force=force)
     _out.print(started_text(state), highlight=False, soft_wrap=True)
     return state
 
@@ -61,12 +67,13 @@ def canary(
         min=0, help="Labelled challenger requests each stage needs (metric limit).")] = None,
     max_error_rate: ErrorRateOption = None,
     reason: ReasonOption = None,
+    force: ForceOption = False,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Staged weights (5 → 25 → 50 → 100 %); any breach of a limit rolls back at once."""
     _start(config, "canary", version, reason, {
         "stages": _stages(stages), "min_requests": min_requests, "min_labels": min_labels,
-        "limits.max_error_rate": max_error_rate})
+        "limits.max_error_rate": max_error_rate}, force=force)
 
 
 @app.command("shadow")
@@ -80,12 +87,13 @@ def shadow(
         help="After a clean shadow: stop, canary or promote.")] = None,
     max_error_rate: ErrorRateOption = None,
     reason: ReasonOption = None,
+    force: ForceOption = False,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Mirror a share of traffic to the challenger, off the response path."""
     _start(config, "shadow", version, reason, {
         "share": share, "min_requests": min_requests, "then": then,
-        "limits.max_error_rate": max_error_rate})
+        "limits.max_error_rate": max_error_rate}, force=force)
 
 
 @app.command("ab")
@@ -104,12 +112,13 @@ def ab(
     max_samples: Annotated[Optional[int], typer.Option(
         help="Labelled requests per arm before 'no difference'.")] = None,
     reason: ReasonOption = None,
+    force: ForceOption = False,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """A sticky split judged by an always-valid sequential test; shows the sample size."""
     _start(config, "ab", version, reason, {
         "split": split, "metric": metric, "mde": mde, "alpha": alpha, "power": power,
-        "baseline": baseline, "max_samples": max_samples})
+        "baseline": baseline, "max_samples": max_samples}, force=force)
 
 
 @app.command("blue-green")
@@ -119,11 +128,12 @@ def blue_green(
         min=0, help="Requests watched after the switch; a breach switches back.")] = None,
     max_error_rate: ErrorRateOption = None,
     reason: ReasonOption = None,
+    force: ForceOption = False,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Warm up and health-check the new version, then switch all traffic at once."""
     _start(config, "blue_green", version, reason, {
-        "bake_requests": bake_requests, "limits.max_error_rate": max_error_rate})
+        "bake_requests": bake_requests, "limits.max_error_rate": max_error_rate}, force=force)
 
 
 @app.command("bandit")
@@ -134,6 +144,7 @@ def bandit(
         min=0.0, max=0.5, help="Smallest traffic share per arm.")] = None,
     metric: Annotated[Optional[str], typer.Option(help="The reward metric.")] = None,
     reason: ReasonOption = None,
+    force: ForceOption = False,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Thompson sampling across versions on a reward from feedback, with a floor per arm."""
@@ -142,7 +153,7 @@ def bandit(
         raise typer.BadParameter("name two or more versions (or none: the champion and the "
                                  "challenger).", param_hint="VERSIONS")
     _start(config, "bandit", None, reason, {"arms": arms or None, "floor": floor,
-                                            "metric": metric})
+                                            "metric": metric}, force=force)
 
 
 @app.command("status")

@@ -92,7 +92,7 @@ gates:                            # checked on the holdout after training; a fai
   champion:                       # the new version against the champion, on the same holdout rows
     mode: {c.mode}             # not_worse | better | off
     metric: {q(c.metric) if c.metric else 'null'}                  # null: training.metric
-    margin: {c.margin}                 # not_worse: may be this much worse; better: must be this much better
+    margin: {c.margin}                 # auto: scaled to what the holdout can resolve; or a number: not_worse may be this much worse, better must be this much better
     confidence: {c.confidence}              # two-sided confidence interval of the difference
     method: {c.method}                  # auto (DeLong for binary roc_auc) | bootstrap | delong
     bootstrap: {c.bootstrap}               # resamples of the paired bootstrap

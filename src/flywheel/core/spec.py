@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator, field_validator
 
@@ -209,8 +209,12 @@ class ChampionGateSpec(_Section):
     """not_worse: the interval of the gain lies above -margin; better: above +margin."""
     metric: str | None = None
     """Metric compared; defaults to training.metric."""
-    margin: float = Field(0.005, ge=0.0)
-    """In the metric's units: how much worse (not_worse) or how much better (better)."""
+    margin: Annotated[float, Field(ge=0.0)] | Literal["auto"] = "auto"
+    """In the metric's units: how much worse (not_worse) or how much better (better). auto:
+    scaled to what the holdout can resolve. not_worse takes the larger of 0.005 and the
+    interval's width, so a small holdout fails only a challenger it shows to be worse (the
+    whole interval below zero) and a large one holds it within 0.005; better takes 0 (the
+    interval above zero). A rollout then judges what a small holdout cannot."""
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     """Level of the two-sided confidence interval of the gain."""
     method: Literal["auto", "bootstrap", "delong"] = "auto"

@@ -176,6 +176,7 @@ class GateInputs:
         groups: Sensitive columns for the holdout rows (may include non-features).
         target_range: Regression: (min, max) of the training target.
         fast_path: What serves instead of the pipeline, if anything.
+        no_champion: Why ``champion`` is None, for the skipped gate's reason.
     """
 
     task: Task
@@ -192,6 +193,7 @@ class GateInputs:
     target_range: tuple[float, float] | None = None
     seed: int = 0
     fast_path: FastPath | None = None
+    no_champion: str = "no champion yet to compare with"
 
 
 def check_gates_config(spec: GatesSpec, task: Task, metric: str) -> None:
@@ -290,9 +292,10 @@ def _champion_gate(spec: ChampionGateSpec, inputs: GateInputs) -> GateResult:
         return GateResult("", "skip", "turned off (gates.champion.mode: off)")
     champion = inputs.champion
     if champion is None:
-        return GateResult("", "skip", "no champion yet to compare with")
+        return GateResult("", "skip", inputs.no_champion)
     numbers: dict[str, Any] = {"champion_version": champion.version, "mode": spec.mode,
-                               "margin": spec.margin, "excluded_rows": champion.excluded,
+                               "margin_setting": spec.margin,
+                               "excluded_rows": champion.excluded,
                                "note": champion.note}
     if champion.error is not None:
         return GateResult("", "fail", f"champion v{champion.version} could not be scored on the "
@@ -315,25 +318,55 @@ def _champion_gate(spec: ChampionGateSpec, inputs: GateInputs) -> GateResult:
                                 champion.prediction, confidence=spec.confidence,
                                 resamples=spec.bootstrap, method=spec.method, seed=inputs.seed)
     numbers.update(comparison.to_dict())
-    bound = -spec.margin if spec.mode == "not_worse" else spec.margin
+    margin, basis = _margin(spec, comparison)
+    numbers.update(margin=margin, margin_setting=spec.margin, margin_basis=basis)
+    bound = -margin if spec.mode == "not_worse" else margin
     ok = comparison.low > bound
-    return GateResult("", "pass" if ok else "fail", _describe(comparison, spec, champion, ok),
-                      numbers)
+    return GateResult("", "pass" if ok else "fail",
+                      _describe(comparison, spec, champion, ok, margin, basis), numbers)
+
+
+AUTO_MARGIN_FLOOR = 0.005
+"""not_worse with ``margin: auto`` on a holdout large enough to resolve it: the margin."""
+
+
+def _margin(spec: ChampionGateSpec, c: PairedComparison) -> tuple[float, str]:
+    """The margin in force and, for ``auto``, why it is that (empty for a number).
+
+    ``auto`` scales the margin to what the holdout can resolve, the width of the gain's
+    interval. For not_worse it is the larger of that width and 0.005: the gate then passes
+    unless the upper bound is below zero (the holdout shows the challenger worse), until the
+    holdout is large enough that the interval is narrower than 0.005. For better it is 0.
+    """
+    if spec.margin != "auto":
+        return float(spec.margin), ""
+    level = f"{c.confidence:.0%}".replace("%", " %")
+    if spec.mode == "better":
+        return 0.0, "margin auto: better means the interval lies above zero"
+    width = float(c.high - c.low)
+    if width > AUTO_MARGIN_FLOOR:
+        return width, (f"margin auto = {width:.4f}, the width of the {level} interval on "
+                       f"{c.rows} rows: what this holdout can resolve (at least "
+                       f"{AUTO_MARGIN_FLOOR:g}); a rollout judges finer differences")
+    return AUTO_MARGIN_FLOOR, (f"margin auto = {AUTO_MARGIN_FLOOR:g}: the {level} interval on "
+                               f"{c.rows} rows is {width:.4f} wide, finer than that")
 
 
 def _describe(c: PairedComparison, spec: ChampionGateSpec, champion: ChampionPredictions,
-              ok: bool) -> str:
+              ok: bool, margin: float, basis: str) -> str:
     level = f"{c.confidence:.0%}".replace("%", " %")
     method = "DeLong" if c.method == "delong" else f"paired bootstrap, {c.resamples} resamples"
     direction = "higher" if c.greater_is_better else "lower"
-    claim = (f"not worse by more than {spec.margin:g}" if spec.mode == "not_worse"
-             else f"better by more than {spec.margin:g}")
-    bound = -spec.margin if spec.mode == "not_worse" else spec.margin
-    verdict = (f"lower bound {c.low:+.4f} > {bound:+g}: {claim}" if ok
-               else f"lower bound {c.low:+.4f} <= {bound:+g}: not shown to be {claim}")
+    shown = f"{margin:.4g}"
+    claim = (f"not worse by more than {shown}" if spec.mode == "not_worse"
+             else f"better by more than {shown}" if margin else "better")
+    bound = -margin if spec.mode == "not_worse" else margin
+    verdict = (f"lower bound {c.low:+.4f} > {bound:+.4g}: {claim}" if ok
+               else f"lower bound {c.low:+.4f} <= {bound:+.4g}: not shown to be {claim}")
     return (f"{c.metric} {c.challenger:.4f} vs champion v{champion.version} {c.champion:.4f} "
             f"({direction} is better): gain {c.gain:+.4f}, {level} CI [{c.low:+.4f}, "
-            f"{c.high:+.4f}] ({method}, {c.rows} rows); {verdict}")
+            f"{c.high:+.4f}] ({method}, {c.rows} rows); {verdict}"
+            + (f" [{basis}]" if basis else ""))
 
 
 # CV stability -----------------------------------------------------------------------------

@@ -36,7 +36,8 @@ from flywheel.features import CompiledPredictor
 from flywheel.registry import CHAMPION, MlflowRegistry, ModelVersionInfo
 from flywheel.registry._records import download_artifacts, log_artifact_folder
 
-__all__ = ["TRAIN_ROWS_ARTIFACT", "gate_candidate", "log_model_card", "train_rows_record"]
+__all__ = ["GATES_ARTIFACT", "TRAIN_ROWS_ARTIFACT", "gate_candidate", "log_model_card",
+           "read_train_rows", "row_hashes", "train_rows_record"]
 
 TRAIN_ROWS_ARTIFACT = "evaluation/train_rows.json"
 GATES_ARTIFACT = "evaluation/gates.json"
@@ -61,14 +62,20 @@ def gate_candidate(*, spec: ProjectSpec, schema: DataSchema, registry: MlflowReg
                    holdout_metrics: Mapping[str, float], cv_metrics: Mapping[str, float],
                    classes: tuple[str, ...], target_range: tuple[float, float] | None,
                    compiled: CompiledPredictor | None = None,
-                   on_gate: Callable[[str], None] | None = None) -> GateReport:
+                   on_gate: Callable[[str], None] | None = None,
+                   version: str | None = None) -> GateReport:
     """Run the spec's gates on a freshly trained model, against the current champion.
 
     ``compiled`` is the verified fast form the server will use (None: the pipeline serves).
+    ``version`` is the registered version being gated again (``flywheel gates --rerun``);
+    if it is the champion, the champion gate is skipped, saying so.
     """
     features = schema.feature_columns
     holdout = frame.iloc[holdout_rows].reset_index(drop=True)
-    champion = _score_champion(registry, holdout, spec=spec, classes=classes)
+    champion_number = registry.alias_version(CHAMPION)
+    is_champion = version is not None and champion_number == version
+    champion = None if is_champion else _score_champion(registry, holdout, spec=spec,
+                                                        classes=classes)
     sensitive = [c for c in spec.gates.fairness.sensitive_columns if c in holdout.columns]
     inputs = GateInputs(
         task=spec.target.task, metric=metric, model=model, holdout=holdout[features],
@@ -76,7 +83,9 @@ def gate_candidate(*, spec: ProjectSpec, schema: DataSchema, registry: MlflowReg
         cv_metrics=cv_metrics, kinds={n: schema.columns[n].kind for n in features},
         champion=champion, groups=holdout[sensitive] if sensitive else None,
         target_range=target_range, seed=spec.training.search.seed,
-        fast_path=_fast_path(compiled))
+        fast_path=_fast_path(compiled),
+        **({"no_champion": f"version {version} is the champion itself"} if is_champion
+           else {}))
     return run_gates(spec.gates, inputs, on_gate=on_gate)
 
 
@@ -129,7 +138,7 @@ def _unseen_rows(registry: MlflowRegistry, info: ModelVersionInfo, holdout: pd.D
                  ) -> tuple[np.ndarray, str]:
     """Positions of holdout rows the champion did not train on, and how they were found."""
     everything = np.arange(len(holdout))
-    record = _read_train_rows(registry, info)
+    record = read_train_rows(registry, info)
     if record is None:
         return everything, (f"champion v{info.version} has no record of its training rows; "
                             "every holdout row is compared")
@@ -146,7 +155,8 @@ def _unseen_rows(registry: MlflowRegistry, info: ModelVersionInfo, holdout: pd.D
                   f"v{info.version} ({len(holdout) - len(keep)} it trained on left out)")
 
 
-def _read_train_rows(registry: MlflowRegistry, info: ModelVersionInfo) -> dict[str, Any] | None:
+def read_train_rows(registry: MlflowRegistry, info: ModelVersionInfo) -> dict[str, Any] | None:
+    """The version's record of the rows it trained on, or None if it has none."""
     if not info.run_id:
         return None
     with tempfile.TemporaryDirectory() as tmp:

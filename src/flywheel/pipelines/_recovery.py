@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from flywheel.registry import CHALLENGER, CHAMPION, AuditEntry, AuditHistory, AuditLog
 from flywheel.registry._records import (

@@ -152,7 +152,8 @@ class RolloutController:
         try:
             change = promote_version(self.project, version, reason=reason,
                                      action=f"rollout_{action}", evidence=evidence,
-                                     registry=self.registry, lock_held=True)
+                                     registry=self.registry, lock_held=True,
+                                     force=state.forced)
         except (GateError, PromotionError, ModelNotFoundError) as exc:
             # Not a passing fault: retrying would fail the same way. End the rollout, say why.
             why = f"could not {action} version {version}: {exc}"

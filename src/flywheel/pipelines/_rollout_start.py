@@ -25,8 +25,8 @@ __all__ = ["start_rollout"]
 
 def start_rollout(project: Project, kind: str | None = None, version: str | None = None, *,
                   reason: str | None = None, overrides: Mapping[str, Any] | None = None,
-                  registry: MlflowRegistry | None = None, lock_held: bool = False
-                  ) -> RolloutState:
+                  registry: MlflowRegistry | None = None, lock_held: bool = False,
+                  force: bool = False) -> RolloutState:
     """Start a ``kind`` rollout (canary, shadow, ab, blue_green, bandit) of ``version``.
 
     Args:
@@ -35,13 +35,20 @@ def start_rollout(project: Project, kind: str | None = None, version: str | None
         overrides: Policy settings over the spec's ``rollout:`` defaults (``stages``,
             ``min_requests``, ``limits.max_error_rate``, bandit ``arms``, ...).
         lock_held: The caller holds the workspace ``registry`` lock already.
+        force: Start it although the version failed (or never ran) its gates: a live
+            rollout judges what a small holdout cannot. Needs a ``reason``; the audit entry
+            records the failed gates.
 
     Raises:
         RolloutError: If there is no champion or no challenger, the version failed its gates
-            or is the champion, monitoring does not cover it, or the policy is invalid.
+            (and ``force`` is false, or is given without a reason) or is the champion,
+            monitoring does not cover it, or the policy is invalid.
         RolloutConflictError: If a rollout is running already.
         ModelNotFoundError: If the version does not exist.
     """
+    if force and not (reason and reason.strip()):
+        raise RolloutError("--force needs --reason: say why a version that failed its gates "
+                           "should take live traffic; the reason goes to the audit log.")
     kind = (kind or project.spec.rollout.default).replace("-", "_")
     if kind not in KINDS:
         raise RolloutError(f"unknown rollout kind {kind!r}; choose one of {', '.join(KINDS)}.")
@@ -71,6 +78,7 @@ def start_rollout(project: Project, kind: str | None = None, version: str | None
         ref = version or _challenger(aliases, registry)
         info = resolve_version(registry, ref)
         others = settings.get("arms", [info.version])
+        forced: dict[str, list[str]] = {}
         for number in others:
             arm = resolve_version(registry, number)
             if arm.version == champion:
@@ -79,11 +87,15 @@ def start_rollout(project: Project, kind: str | None = None, version: str | None
                                        "out a challenger (`flywheel models` lists versions).")
                 continue
             status = gate_status(arm)
-            if not status.passed:
+            if not status.passed and force:
+                forced[arm.version] = list(status.failed)
+            elif not status.passed:
                 raise RolloutError(
                     f"version {arm.version} did not pass its gates "
                     f"({'; '.join(status.failed[:5])}), so it may not take traffic. "
-                    f"`flywheel gates {arm.version}` shows every result.")
+                    f"`flywheel gates {arm.version} --rerun` gates it again against the "
+                    "current spec and champion; `--force --reason` starts the rollout "
+                    "anyway (audited).")
             check_monitoring(project, registry, arm)
         spec = project.spec
         policy = policy_from_spec(kind, spec.rollout, task=spec.target.task,
@@ -92,14 +104,16 @@ def start_rollout(project: Project, kind: str | None = None, version: str | None
             if kind == "ab" else None
         state = new_state(model=registry.model_name, policy=policy, champion=champion,
                           challenger=info.version, started_by=current_user(),
-                          reason=(reason or "").strip(), plan=plan)
+                          reason=(reason or "").strip(), plan=plan, forced=bool(forced))
         state = write_state(registry, state)
         audit_log(project).append(
-            action="rollout_start", model=registry.model_name, alias=ROLLOUT_ALIAS,
+            action="rollout_force_start" if forced else "rollout_start",
+            model=registry.model_name, alias=ROLLOUT_ALIAS,
             from_version=champion, to_version=info.version,
             reason=state.reason or f"{kind} rollout started",
             evidence={"rollout": state.id, "kind": policy.kind,
-                      "policy": policy.model_dump(mode="json"), "plan": plan})
+                      "policy": policy.model_dump(mode="json"), "plan": plan,
+                      **({"forced": True, "failed_gates": forced} if forced else {})})
     return state
 
 

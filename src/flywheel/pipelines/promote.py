@@ -49,6 +49,7 @@ __all__ = [
     "audit_log",
     "fetch_model_card",
     "gate_status",
+    "gates_of",
     "history",
     "previous_champion",
     "promote_version",
@@ -167,7 +168,9 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
         forced = force and not status.passed
         proof = {**_evidence(info, status), **dict(evidence or {}),
                  **({"forced": True, "failed_gates": list(status.failed)} if forced else {})}
-        action = "force_promote" if forced else action
+        # A forced change by hand is a force_promote; one the rollout or loop makes keeps its
+        # own name (the evidence says it was forced).
+        action = "force_promote" if forced and action == "promote" else action
         text = (reason or "").strip() or _default_reason(action)
         retire = registry.alias_version(CHALLENGER) == info.version
         retired = f"version {info.version} became champion"
@@ -317,6 +320,16 @@ def read_gates(project: Project, version: str = "latest") -> GateReport:
         ModelNotFoundError: If the version does not exist.
         RegistryError: If it has no gate report.
     """
+    return gates_of(project, version)[1]
+
+
+def gates_of(project: Project, version: str = "latest") -> tuple[str, GateReport]:
+    """The version number ``version`` names (``latest``: the newest) and its gate report.
+
+    Raises:
+        ModelNotFoundError: If the version does not exist.
+        RegistryError: If it has no gate report.
+    """
     registry = project.registry()
     info = _resolve_or_latest(registry, version)
     if not info.run_id or "flywheel.gates.passed" not in info.tags:
@@ -325,7 +338,7 @@ def read_gates(project: Project, version: str = "latest") -> GateReport:
                             "with `flywheel train` to gate a new version.")
     with tempfile.TemporaryDirectory() as tmp:
         path = download_artifacts(registry, info.run_id, "evaluation/gates.json", tmp)
-        return GateReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return info.version, GateReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def fetch_model_card(project: Project, version: str = "champion",

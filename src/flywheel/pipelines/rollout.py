@@ -22,11 +22,13 @@ from flywheel.pipelines._rollout_controller import RolloutController, RolloutDri
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
 from flywheel.pipelines.promote import audit_log, recover
+from flywheel.registry import CHAMPION
 from flywheel.rollout import (
     STATE_TAG,
     Decision,
     Evidence,
     RolloutState,
+    Traffic,
     decide,
     gather_evidence,
 )
@@ -48,12 +50,19 @@ class RolloutStatus:
     state: RolloutState | None
     evidence: Evidence | None = None
     preview: Decision | None = None
+    champion: str | None = None
+    """The registry's champion now (after the rollout ended it may have moved again)."""
+
+    def traffic(self) -> Traffic | None:
+        """Who answers now: the rollout's routing while it runs, else the champion."""
+        return None if self.state is None else self.state.traffic(self.champion)
 
     def to_dict(self) -> dict[str, Any]:
         if self.state is None:
             return {"rollout": None}
-        return {"rollout": self.state.model_dump(mode="json"),
-                "traffic": [dataclasses.asdict(r) for r in self.state.traffic().routes],
+        traffic = self.state.traffic(self.champion)
+        return {"rollout": self.state.model_dump(mode="json"), "champion": self.champion,
+                "traffic": [dataclasses.asdict(r) for r in traffic.routes],
                 "evidence": None if self.evidence is None else self.evidence.to_dict(),
                 "next": None if self.preview is None else self.preview.to_dict()}
 
@@ -102,11 +111,12 @@ def rollout_status(project: Project, *, registry: MlflowRegistry | None = None,
     and the decision the controller would take (read-only: nothing is applied)."""
     registry = registry or project.registry()
     recover(project, registry)
-    _, tags = registry.aliases_and_tags()
+    aliases, tags = registry.aliases_and_tags()
     state = read_state(tags)
+    champion = aliases.get(CHAMPION)
     if state is None or not fresh:
-        return RolloutStatus(state)
+        return RolloutStatus(state, champion=champion)
     frame = read_predictions(project.workspace.predictions, since=state.started)
     evidence = gather_evidence(frame, state)
     preview = decide(state, evidence) if state.running else None
-    return RolloutStatus(state, evidence, preview)
+    return RolloutStatus(state, evidence, preview, champion)

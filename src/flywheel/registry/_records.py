@@ -21,8 +21,8 @@ from flywheel.registry._promotion import promote
 if TYPE_CHECKING:
     from flywheel.registry._mlflow import MlflowRegistry
 
-__all__ = ["apply_alias_rules", "artifact_exists", "delete_alias", "download_artifacts",
-           "log_artifact_folder", "set_version_tags"]
+__all__ = ["apply_alias_rules", "artifact_exists", "delete_alias", "delete_version_tags",
+           "download_artifacts", "log_artifact_folder", "set_version_tags"]
 
 _VERSION_TAG_LIMIT = 100_000
 
@@ -54,6 +54,19 @@ def set_version_tags(registry: MlflowRegistry, version: str,
         text = value if len(value) <= _VERSION_TAG_LIMIT else value[:_VERSION_TAG_LIMIT - 3] + "..."
         registry._call("tag the model version", functools.partial(
             registry._client.set_model_version_tag, registry.model_name, version, key, text))
+
+
+def delete_version_tags(registry: MlflowRegistry, version: str, keys: list[str]) -> None:
+    """Remove tags from a registered version (a tag already gone is no error)."""
+    for key in keys:
+        def delete(key: str = key) -> None:
+            try:
+                registry._client.delete_model_version_tag(registry.model_name, version, key)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+
+        registry._call("remove a version tag", delete)
 
 
 def log_artifact_folder(registry: MlflowRegistry, run_id: str, folder: str | Path,

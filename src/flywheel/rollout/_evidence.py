@@ -108,8 +108,10 @@ def gather_evidence(frame: pd.DataFrame, state: RolloutState, *,
                     now: dt.datetime | None = None) -> Evidence:
     """Per-arm evidence from prediction-log rows (``read_predictions``) for ``state``.
 
-    Rows from before the rollout started, and from arms it does not know, are ignored; a log
-    written before arms were recorded is attributed by version.
+    Rows from before the rollout started, after it ended, from arms it does not know, or
+    answered by another version than the arm's (after a promotion the ``champion`` arm is the
+    new version) are ignored; a log written before arms were recorded is attributed by
+    version.
     """
     now = now or dt.datetime.now(dt.UTC)
     arms = state.arm_versions()
@@ -129,13 +131,19 @@ def _normalize(frame: pd.DataFrame, state: RolloutState) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in
                              ("request_id", "ts", "model_version", "latency_ms", "prediction",
                               "value", "probabilities", "label", "arm", "error")})
-    frame = frame[pd.to_datetime(frame["ts"], utc=True) >= pd.Timestamp(state.started)]
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    keep = ts >= pd.Timestamp(state.started)
+    if not state.running:  # its last write ended it; what the champion answered later is not
+        keep &= ts <= pd.Timestamp(state.updated)
+    frame = frame[keep]
     if "error" not in frame:
         frame = frame.assign(error=None)
+    arms = state.arm_versions()
     if "arm" not in frame:  # a log from before arms were recorded: attribute by version
-        by_version = {v: a for a, v in state.arm_versions().items() if a != SHADOW_ARM}
+        by_version = {v: a for a, v in arms.items() if a != SHADOW_ARM}
         frame = frame.assign(arm=frame["model_version"].map(by_version))
-    return frame
+    expected = frame["arm"].map(arms)
+    return frame[expected.notna() & (frame["model_version"].astype(str) == expected)]
 
 
 def _arm(name: str, version: str, rows: pd.DataFrame, state: RolloutState,

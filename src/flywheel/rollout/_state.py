@@ -98,6 +98,9 @@ class RolloutState(BaseModel):
     """The evidence summary of the last look, per arm."""
     started_by: str = ""
     reason: str = ""
+    forced: bool = False
+    """Started with ``--force`` although the version failed its gates; its promotion is then
+    forced too, with the rollout's decision as the reason."""
 
     @property
     def running(self) -> bool:
@@ -107,10 +110,19 @@ class RolloutState(BaseModel):
     def kind(self) -> str:
         return self.policy.kind
 
-    def traffic(self) -> Traffic:
-        """The routing this state asks for (a finished rollout: everything to the champion)."""
+    @property
+    def outcome_champion(self) -> str:
+        """The champion this rollout left: the challenger once promoted (or switched to and
+        then stopped), else the champion it started from."""
+        if self.status == "promoted" or (self.phase == "switched" and self.status == "stopped"):
+            return self.challenger
+        return self.champion
+
+    def traffic(self, champion: str | None = None) -> Traffic:
+        """The routing this state asks for; a finished rollout sends everything to the
+        champion: ``champion`` (the registry's now) if given, else the one it left."""
         if not self.running:
-            return Traffic((Route(CHAMPION_ARM, self.champion, 1.0),))
+            return Traffic((Route(CHAMPION_ARM, champion or self.outcome_champion, 1.0),))
         policy = self.policy
         if policy.kind == "canary":
             share = policy.stages[min(self.stage, len(policy.stages) - 1)] / 100.0
@@ -162,7 +174,7 @@ def _split(champion: str, challenger: str, share: float) -> Traffic:
 
 def new_state(*, model: str, policy: Any, champion: str, challenger: str,
               started_by: str, reason: str, plan: dict[str, Any] | None = None,
-              now: dt.datetime | None = None) -> RolloutState:
+              now: dt.datetime | None = None, forced: bool = False) -> RolloutState:
     """A running rollout at its first stage."""
     now = now or dt.datetime.now(dt.UTC)
     weights = {}
@@ -172,7 +184,7 @@ def new_state(*, model: str, policy: Any, champion: str, challenger: str,
                         champion=champion, challenger=challenger, started=now,
                         stage_started=now, updated=now, weights=weights, plan=plan,
                         phase="warming" if policy.kind == "blue_green" else "",
-                        started_by=started_by, reason=reason)
+                        started_by=started_by, reason=reason, forced=forced)
 
 
 _ADAPTER = TypeAdapter(RolloutState)

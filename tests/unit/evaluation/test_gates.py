@@ -136,7 +136,69 @@ def test_champion_gate_fails_a_worse_challenger_with_its_interval(binary: tuple)
                                                   prediction=model.predict_proba(x)))
     result = run_gates(GatesSpec(**QUIET), inputs).get("champion")
     assert result.status == "fail" and result.values["high"] < 0
-    assert "not shown to be not worse by more than 0.005" in result.reason
+    assert "not shown to be not worse by more than" in result.reason
+    assert "margin auto" in result.reason
+    fixed = run_gates(GatesSpec.model_validate({**QUIET, "champion": {"margin": 0.005}}),
+                      inputs).get("champion")
+    assert "not shown to be not worse by more than 0.005" in fixed.reason
+
+
+def _small_holdout_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """476 holdout rows; two models of ROC AUC 0.907 and 0.909 (the newer slightly higher)."""
+    rng = np.random.default_rng(21)
+    y = (rng.random(476) < 0.3).astype(np.int64)
+    base = y * 1.9 + rng.normal(size=len(y))
+    champion, challenger = (1 / (1 + np.exp(-(base + rng.normal(scale=0.45, size=len(y)))))
+                            for _ in range(2))
+    return y, np.column_stack([1 - champion, champion]), \
+        np.column_stack([1 - challenger, challenger])
+
+
+def _pair_inputs(binary: tuple, y: np.ndarray, champion: np.ndarray,
+                 challenger: np.ndarray) -> GateInputs:
+    model, x, _, kinds = binary
+    x = x.head(len(y)).reset_index(drop=True)
+    return _inputs(model, x, y, kinds, prediction=challenger,
+                   holdout_metrics=compute_metrics("binary", y, challenger),
+                   champion=ChampionPredictions("1", rows=np.arange(len(y)),
+                                                prediction=champion))
+
+
+def test_a_slightly_better_version_passes_the_default_gate_on_a_small_holdout(
+        binary: tuple) -> None:
+    y, champion, challenger = _small_holdout_pair()
+    inputs = _pair_inputs(binary, y, champion, challenger)
+    fixed = run_gates(GatesSpec.model_validate({**QUIET, "champion": {"margin": 0.005}}),
+                      inputs).get("champion")
+    # The case as reported: a higher ROC AUC, and no way through a margin of 0.005.
+    assert fixed.values["gain"] > 0 and fixed.values["low"] < -0.005
+    assert fixed.status == "fail"
+    default = run_gates(GatesSpec(**QUIET), inputs).get("champion")
+    assert default.status == "pass"
+    width = default.values["high"] - default.values["low"]
+    assert default.values["margin"] == pytest.approx(width) and width > 0.03
+    assert default.values["margin_setting"] == "auto"
+    assert "margin auto = " in default.reason and "476 rows" in default.reason
+    assert "what this holdout can resolve" in default.reason
+
+
+def test_the_default_gate_still_fails_a_version_the_small_holdout_shows_worse(
+        binary: tuple) -> None:
+    y, champion, _ = _small_holdout_pair()
+    rng = np.random.default_rng(1)
+    worse = np.clip(champion[:, 1] + rng.normal(scale=0.35, size=len(y)), 0, 1)
+    result = run_gates(GatesSpec(**QUIET), _pair_inputs(
+        binary, y, champion, np.column_stack([1 - worse, worse]))).get("champion")
+    assert result.values["high"] < 0 and result.status == "fail"
+
+
+def test_on_a_large_holdout_the_default_margin_is_the_fixed_floor(binary: tuple) -> None:
+    model, x, y, kinds = binary
+    same = ChampionPredictions("1", rows=np.arange(len(x)), prediction=model.predict_proba(x))
+    result = run_gates(GatesSpec(**QUIET), _inputs(model, x, y, kinds, champion=same))
+    champion = result.get("champion")
+    assert champion.status == "pass" and champion.values["margin"] == 0.005
+    assert "margin auto = 0.005" in champion.reason
 
 
 def test_cv_stability_compares_the_spread_across_folds_with_the_limit(binary: tuple) -> None:
