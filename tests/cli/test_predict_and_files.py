@@ -150,3 +150,12 @@ def test_init_records_a_semicolon_delimiter_read_from_the_header(tmp_path: Path)
     assert '  delimiter: ";"' in (tmp_path / "flywheel.yaml").read_text()
     code, out, _ = cli(tmp_path, "validate")
     assert code == 0 and "all checks passed" in out
+
+
+def test_a_file_system_error_reaching_the_cli_is_a_message_with_exit_2_not_a_bug_report(
+        trained: Path) -> None:
+    (trained / "plain-file").write_text("not a folder")
+    code, _, err = cli(trained, "profile", "-o", "plain-file/profile.json")
+    assert code == 2
+    assert "error: File exists (plain-file)" in err and "may be read or written" in err
+    assert "bug in flywheel" not in err and "Traceback" not in err
