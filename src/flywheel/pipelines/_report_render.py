@@ -45,10 +45,16 @@ def _facts(report: DeliveryReport) -> list[tuple[str, str]]:
 
 
 def _event_rows(report: DeliveryReport) -> list[list[str]]:
+    """when, what, change (an alias move: who made it), why; every alias change appears."""
     rows = []
     for e in sorted([*report.events, *report.decisions], key=lambda e: e["seq"]):
         when = (e.get("clock") or e["time"])[:16].replace("T", " ")
-        rows.append([when, e["action"], e["reason"]])
+        change = ""
+        if e.get("alias") in ("champion", "challenger"):
+            change = f"{e['alias']} {e.get('from') or '-'} → {e.get('to') or '-'} " \
+                     f"{e.get('origin', '')}" + (" (forced)" if e.get("forced") else "") \
+                     + (" (recovered after a crash)" if e.get("recovered") else "")
+        rows.append([when, e["action"], change.strip(), e["reason"]])
     return rows
 
 
@@ -61,9 +67,10 @@ def report_markdown(report: DeliveryReport) -> str:
                   *["| " + " | ".join(r) + " |" for r in _period_rows(report)], ""]
     events = _event_rows(report)
     if events:
-        lines += ["## Retraining and rollout decisions", "", "| when | what | why |",
-                  "|---|---|---|", *[f"| {w} | {a} | {r.replace('|', '/')} |"
-                                     for w, a, r in events], ""]
+        lines += ["## Retraining, rollout and alias changes", "",
+                  "| when | what | change | why |", "|---|---|---|---|",
+                  *[f"| {w} | {a} | {c} | {r.replace('|', '/')} |" for w, a, c, r in events],
+                  ""]
     if report.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     return "\n".join(lines)
@@ -81,8 +88,8 @@ def report_html(report: DeliveryReport) -> str:
                  _table(_PERIOD_HEAD, _period_rows(report))]
     events = _event_rows(report)
     if events:
-        body += ["<h2>Retraining and rollout decisions</h2>",
-                 _table(["when", "what", "why"], events)]
+        body += ["<h2>Retraining, rollout and alias changes</h2>",
+                 _table(["when", "what", "change", "why"], events)]
     if report.notes:
         body += ["<h2>Notes</h2><ul>", *[f"<li>{esc(n)}</li>" for n in report.notes], "</ul>"]
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"

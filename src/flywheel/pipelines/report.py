@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +28,12 @@ if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
     from flywheel.registry import AuditEntry
 
-__all__ = ["DeliveryReport", "PeriodRow", "build_report"]
+__all__ = ["DeliveryReport", "PeriodRow", "build_report", "champion_changes",
+           "gather_decisions", "origin_of"]
 
 _EVENTS = ("loop_trigger", "loop_retrained", "loop_gates_failed", "loop_retrain_failed")
+_ALIASES = ("champion", "challenger")
+CHAMPION = "champion"
 _MIN_PERIOD_LABELS = 200
 _SCORE_CHUNK = 50_000
 
@@ -97,13 +101,14 @@ class DeliveryReport:
             parts.append(f"{len(triggers)} retraining trigger(s)"
                          + (f", {len(drift)} of them drift" if drift else "")
                          + (f" ({', '.join(months)})" if months else ""))
-        outcomes = [d for d in self.decisions if d["action"] in ("promote", "rollback",
-                                                                 "conclude")]
-        promoted = [d for d in self.decisions if d["action"] == "loop_rollout_done"
-                    and d.get("promoted")]
-        if promoted or outcomes:
-            parts.append(f"{len(promoted)} retrained version(s) promoted after their rollout, "
-                         f"{sum(1 for d in self.decisions if d['action'] == 'loop_rollout_done' and not d.get('promoted'))} rolled back")
+        changes = champion_changes(self.decisions)
+        if changes:
+            parts.append(changes)
+        done = [d for d in self.decisions if d["action"] == "loop_rollout_done"]
+        if done:
+            promoted = sum(1 for d in done if d.get("promoted"))
+            parts.append(f"{promoted} retrained version(s) promoted after their rollout, "
+                         f"{len(done) - promoted} not")
         text = "; ".join(parts) + "."
         if self.deployed is not None and self.baseline is not None:
             gain = self.deployed - self.baseline
@@ -137,11 +142,10 @@ def build_report(project: Project, *, baseline: str | None = None) -> DeliveryRe
     answered = frame[~errors & (frame["arm"] != "shadow")] if not frame.empty else frame
     failed = int((errors & (frame["arm"] != "shadow")).sum()) if not frame.empty else 0
     client = _client_failures(project)
-    entries = _with_clock(project.history().entries)
+    history = project.history().entries
+    entries = _with_clock(history)
     events = tuple(_event(e, clock) for e, clock in entries if e.action in _EVENTS)
-    decisions = tuple(_decision(e, clock) for e, clock in entries
-                      if e.action.startswith("rollout") or e.action == "loop_rollout_done"
-                      or e.action in ("promote", "rollback", "auto_promote"))
+    decisions = gather_decisions(history)
     versions = registry.versions()
     baseline_version = baseline or (min(versions, key=lambda v: int(v.version)).version
                                     if versions else None)
@@ -297,13 +301,55 @@ def _event(entry: AuditEntry, clock: str | None) -> dict[str, Any]:
             "holdout": evidence.get("holdout", {})}
 
 
+def gather_decisions(entries: Sequence[AuditEntry]) -> tuple[dict[str, Any], ...]:
+    """The report's decision rows: every alias change in the log, whoever made it (by hand,
+    forced, a rollout, the loop, training, recovered after a crash), and the rollouts' and
+    the loop's steps."""
+    return tuple(_decision(e, clock) for e, clock in _with_clock(entries)
+                 if e.alias in _ALIASES or e.action.startswith("rollout")
+                 or e.action == "loop_rollout_done")
+
+
 def _decision(entry: AuditEntry, clock: str | None) -> dict[str, Any]:
     evidence = entry.evidence or {}
     return {"seq": entry.seq, "time": entry.time, "clock": clock, "action": entry.action,
             "reason": entry.reason, "from": entry.from_version, "to": entry.to_version,
+            "alias": entry.alias, "origin": origin_of(entry.action),
+            "forced": bool(evidence.get("forced")), "recovered": entry.recovered,
             "promoted": entry.action == "loop_rollout_done" and
             evidence.get("champion") == evidence.get("version"),
             "evidence": evidence}
+
+
+def origin_of(action: str) -> str:
+    """Who made a change: ``by hand``, ``by a rollout``, ``by the loop`` or ``at training``."""
+    if action.startswith("rollout"):
+        return "by a rollout"
+    if action.startswith("loop"):
+        return "by the loop"
+    if action in ("register", "auto_promote"):
+        return "at training"
+    return "by hand"
+
+
+def champion_changes(decisions: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> str:
+    """``3 champion change(s): 1 promotion by hand (forced), 2 rollbacks by a rollout``, or
+    empty when the champion never moved; counts exactly the champion rows of the table."""
+    moves = [d for d in decisions if d.get("alias") == CHAMPION and d.get("to") is not None]
+    if not moves:
+        return ""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for d in moves:
+        kind = "rollback" if d["action"].endswith("rollback") else \
+            "registration" if d["action"] == "register" else "promotion"
+        groups.setdefault((kind, d["origin"]), []).append(d)
+    order = ("promotion", "rollback", "registration")
+    named = []
+    for (kind, origin), rows in sorted(groups.items(), key=lambda kv: order.index(kv[0][0])):
+        forced = sum(1 for d in rows if d.get("forced"))
+        named.append(f"{len(rows)} {kind}{'s' if len(rows) != 1 else ''} {origin}"
+                     + (f" ({forced} forced)" if forced else ""))
+    return f"{len(moves)} champion change(s): " + ", ".join(named)
 
 
 def _count(n: int) -> str:
