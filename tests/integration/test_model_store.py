@@ -33,3 +33,22 @@ def test_an_unreachable_registry_leaves_the_loaded_models_serving(
     store.registry = registry  # and comes back
     assert store.reconcile() is False and store.last_error is None
     assert store.default is served
+
+
+def test_every_version_is_warmed_up_before_it_is_swapped_in(tmp_path: Path) -> None:
+    project = make_project(tmp_path, training={"learners": ["linear"]})
+    project.train()
+    project.train(seed=7, trials=3)  # version 2, challenger
+    registry = project.registry()
+    store = ModelStore(registry, poll_interval=60)
+    at_swap: dict[str, object] = {}
+    store.on_change = lambda alias, version: at_swap.setdefault(
+        f"{alias}:{version}", store.by_alias[alias].warmup if alias in store.by_alias else None)
+    assert store.reconcile()
+    registry.set_alias("champion", "2")
+    registry.set_alias("challenger", "1")
+    store.reconcile()
+    assert set(at_swap) >= {"champion:1", "challenger:2"}
+    for key, warmup in at_swap.items():
+        assert warmup is not None and warmup.error is None, key  # type: ignore[attr-defined]
+        assert warmup.calls >= 100, key  # type: ignore[attr-defined]

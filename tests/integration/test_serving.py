@@ -149,6 +149,38 @@ def test_missing_extra_and_mistyped_fields_are_each_listed(served, rows) -> None
         assert "expected a number" in problems[("total_day_minutes",)]
 
 
+def test_missing_fields_are_listed_in_the_schemas_order(served, rows) -> None:
+    project, server = served
+    features = project.schema.feature_columns
+    dropped = features[::2]
+    record = {k: v for k, v in rows[0][0].items() if k not in dropped}
+    for _ in range(3):
+        response = httpx.post(server.url + "/predict", json=record)
+        assert response.status_code == 422
+        assert [p["loc"][2] for p in response.json()["problems"]] == dropped
+
+
+def test_a_number_for_a_categorical_field_is_answered_with_a_warning_naming_it(served,
+                                                                               rows) -> None:
+    project, server = served
+    record = {**rows[0][0], "area_code": 415}  # the categories are "area_code_415", ...
+    response = httpx.post(server.url + "/predict", json=record)
+    assert response.status_code == 200, response.text
+    (warning,) = response.json()["warnings"]
+    assert warning["loc"] == ["records", 0, "area_code"]
+    assert "'415' is not one of the 3 known categories" in warning["msg"]
+    assert "area_code_408" in warning["msg"]
+    clean = httpx.post(server.url + "/predict", json=rows[0][0]).json()
+    assert "warnings" not in clean
+    name = project.registry().model_name
+    inputs = [{"name": k, "datatype": "FP64" if k == "area_code" else
+               ("BYTES" if isinstance(v, str) else "FP64"), "shape": [1], "data": [v]}
+              for k, v in record.items()]
+    v2 = httpx.post(f"{server.url}/v2/models/{name}/infer", json={"inputs": inputs})
+    assert v2.status_code == 200, v2.text
+    assert "inputs.0.area_code: '415' is not one of" in v2.json()["parameters"]["warnings"]
+
+
 def test_oversized_body_is_refused_with_413(served) -> None:
     _, server = served
     response = httpx.post(server.url + "/predict", content=b"[" + b"1," * 700_000 + b"1]",
@@ -188,7 +220,8 @@ def test_open_inference_protocol_infer_matches_predict(served, rows) -> None:
 
 
 def test_tritonclient_gets_the_same_numbers_as_predict(served, rows) -> None:
-    tritonclient = pytest.importorskip("tritonclient.http")
+    import tritonclient.http as tritonclient  # a dev dependency: missing, this fails
+
     project, server = served
     records, expected = rows
     name = project.registry().model_name
@@ -215,12 +248,26 @@ def test_feedback_is_logged_and_joined_to_its_prediction(served, rows) -> None:
     assert accepted.status_code == 202 and accepted.json() == {"accepted": 1}
     bad = httpx.post(server.url + "/feedback", json=[{"request": request_id}])
     assert bad.status_code == 422
+    single = httpx.post(server.url + "/feedback", json={"request_id": "other", "label": "no"})
+    assert single.status_code == 202 and single.json() == {"accepted": 1}
     time.sleep(1.6)  # one flush interval
     log = read_predictions(project.workspace.predictions)
     row = log[log["request_id"] == request_id].iloc[0]
     assert row["label"] == "yes" and row["model_version"] == "1"
     assert row["prediction"] == answer["predictions"][0]
     assert row["in.state"] == rows[0][1]["state"]
+
+
+def test_a_feedback_label_that_is_not_a_class_is_refused_naming_the_classes(served) -> None:
+    _, server = served
+    response = httpx.post(server.url + "/feedback", json=[
+        {"request_id": "a", "label": "yes"}, {"request_id": "b", "label": "maybe"},
+        {"request_id": "c", "label": 1}])
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    assert [p["loc"] for p in problems] == [["feedback", 1, "label"], ["feedback", 2, "label"]]
+    assert "'maybe' is not a class of the model; expected one of 'no', 'yes'" in \
+        problems[0]["msg"]
 
 
 def test_event_time_header_is_logged_and_a_bad_one_is_refused(served, rows) -> None:
@@ -246,6 +293,23 @@ def test_metrics_count_requests_by_version_and_status(served, rows) -> None:
     assert "flywheel_batch_rows_bucket" in text
     assert 'flywheel_predictions_total{model_version="1"' in text
     assert 'flywheel_model_compiled{model_version="1"} 1.0' in text
+
+
+def test_metrics_label_each_endpoint_once_whatever_the_method_or_path(served, rows) -> None:
+    project, server = served
+    name = project.registry().model_name
+    httpx.post(server.url + "/predict", json=rows[0][0])
+    httpx.get(server.url + "/predict")  # 405
+    httpx.post(server.url + "/feedback", json=[])
+    for junk in ("/nope", "/nope/2", "/predict/"):
+        httpx.get(server.url + junk)
+    httpx.get(f"{server.url}/v2/models/{name}")
+    text = httpx.get(server.url + "/metrics").text
+    endpoints = {line.split('endpoint="')[1].split('"')[0]
+                 for line in text.splitlines() if line.startswith("flywheel_requests_total{")}
+    assert "/predict" not in endpoints and "/feedback" not in endpoints
+    assert {"predict", "feedback", "other", "v2/models/metadata"} <= endpoints
+    assert not any(e.startswith("/") or "nope" in e for e in endpoints)
 
 
 def test_admin_reload_needs_the_token(served) -> None:

@@ -143,7 +143,8 @@ class InputChecker:
             raise InputProblems([{"loc": ["columns"], "msg": f"columns have different lengths "
                                   f"{sorted(lengths)}"}])
         names = list(columns)
-        return [dict(zip(names, values)) for values in zip(*columns.values())]
+        return [dict(zip(names, values, strict=True))
+                for values in zip(*columns.values(), strict=True)]
 
 
 def category_text(value: Any) -> str:
@@ -171,9 +172,13 @@ def _type_problem(kind: str, value: Any) -> str | None:
             return None if math.isfinite(value) else "expected a finite number or text"
         return f"expected text or a number, got {_name(value)}"
     if kind == "boolean":
-        return None if kind_of in (bool, int, str) else f"expected true or false, got {_name(value)}"
+        if kind_of in (bool, int, str):
+            return None
+        return f"expected true or false, got {_name(value)}"
     if kind == "datetime":
-        return None if kind_of is str else f"expected an ISO-8601 date-time string, got {_name(value)}"
+        if kind_of is str:
+            return None
+        return f"expected an ISO-8601 date-time string, got {_name(value)}"
     return None
 
 

@@ -61,7 +61,7 @@ class ServingMetrics:
         self._weighted: set[tuple[str, str]] = set()
 
     def request(self, endpoint: str, version: str, status: int, seconds: float) -> None:
-        key = ("r", endpoint, version, status)
+        key: tuple[Any, ...] = ("r", endpoint, version, status)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.requests.labels(endpoint, version, str(status))
@@ -76,7 +76,7 @@ class ServingMetrics:
         """Create the series a version's answers will count, before it takes traffic (the
         first ``labels`` call of a series costs far more than an increment)."""
         for endpoint in ("predict", "v2/models/infer"):
-            key = ("r", endpoint, version, 200)
+            key: tuple[Any, ...] = ("r", endpoint, version, 200)
             if key not in self._children:
                 self._children[key] = self.requests.labels(endpoint, version, "200")
             if ("l", endpoint) not in self._children:
@@ -130,6 +130,6 @@ class ServingMetrics:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from flywheel.core._yaml import read_yaml_text
 from flywheel.core.errors import FlywheelError, RolloutError
+from flywheel.core.spec import parse_config
 from flywheel.data import DataSchema
 from flywheel.registry import MlflowRegistry
-from flywheel.core._yaml import read_yaml_text
-from flywheel.core.spec import parse_config
-from flywheel.serving._inputs import InputChecker
 from flywheel.rollout import STATE_TAG, RolloutState, parse_state
+from flywheel.serving._inputs import InputChecker
 from flywheel.serving._predictor import LoadedModel, build_loaded_model
 from flywheel.serving._warmup import WarmUp, warm_up
 
@@ -156,7 +156,8 @@ class ModelStore:
             try:
                 self.pinned[version] = self.by_version.get(version) or self.load(version)
             except FlywheelError as exc:
-                self._remember(f"cannot load version {version} for rollout {state.id}: {exc}")
+                rollout = state.id if state is not None else "?"
+                self._remember(f"cannot load version {version} for rollout {rollout}: {exc}")
                 failed = True
                 continue
             changed = True

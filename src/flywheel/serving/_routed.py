@@ -21,8 +21,8 @@ from flywheel.serving._router import CHAMPION_ARM, Router
 from flywheel.serving._shadow import ShadowRunner
 
 if TYPE_CHECKING:
-    from flywheel.serving._batching import Answer, Batcher
     from flywheel.predlog import PredictionLog
+    from flywheel.serving._batching import Answer, Batcher
     from flywheel.serving._metrics import ServingMetrics
     from flywheel.serving._models import ServedModel
 

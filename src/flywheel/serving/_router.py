@@ -31,7 +31,7 @@ _GOLDEN = 0x9E3779B1  # spreads CRC-32's linear structure over the high bits
 _SCALE = 1.0 / 4294967296.0
 
 
-Target = tuple["ServedModel | None", str, bool]
+Target = tuple["ServedModel", str, bool]
 """A route's model (None: the store's default), its arm name, and whether it is a candidate
 (a version under test, whose failures the champion answers) rather than the champion."""
 
@@ -146,4 +146,5 @@ class Router:
                               header=header, field=policy.unit_field,
                               timeout_s=policy.timeout_ms / 1000.0,
                               fallback=by_version.get(state.champion), shadow=shadow_model,
-                              shadow_share=shadow.weight if shadow_model is not None else 0.0)
+                              shadow_share=shadow.weight
+                              if shadow is not None and shadow_model is not None else 0.0)

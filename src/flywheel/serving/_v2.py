@@ -128,7 +128,8 @@ def v2_request(body: Any, binary: bytes, served: ServedModel) -> V2Request:
         raise V2Error(f"input tensors have different lengths {sorted(lengths)}; each feature "
                       "needs one value per record")
     names = list(columns)
-    records = [dict(zip(names, values)) for values in zip(*columns.values())]
+    records = [dict(zip(names, values, strict=True))
+               for values in zip(*columns.values(), strict=True)]
     warnings = served.checker.check(records, where="inputs")
     return V2Request(request_id, records, outputs, warnings)
 
@@ -204,7 +205,8 @@ def _input(tensor: Any, where: list[Any], binary: bytes, offset: int, served: Se
     for key, message in _UNSUPPORTED.items():
         if key in parameters:
             mine.append({"loc": [*where, "parameters", key], "msg": message})
-    name, datatype = tensor.get("name"), tensor.get("datatype")
+    name: Any = tensor.get("name")
+    datatype: Any = tensor.get("datatype")
     if not isinstance(name, str) or not name:
         mine.append({"loc": [*where, "name"], "msg": "expected the feature's name as text"})
     elif name in columns:

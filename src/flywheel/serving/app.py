@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 
 from flywheel._version import __version__
+from flywheel.predlog import PredictionLog
 from flywheel.serving._batching import Batcher
 from flywheel.serving._feedback import feedback_items
 from flywheel.serving._inputs import InputProblems
-from flywheel.predlog import PredictionLog
 from flywheel.serving._metrics import ServingMetrics
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._openapi import openapi_document
@@ -394,7 +394,7 @@ class ServingApp:
             raise HttpError(413, f"request body of {int(declared)} bytes is over the limit of "
                                  f"{self.max_body_bytes}")
         message = await receive()
-        body = message.get("body", b"")
+        body: bytes = message.get("body", b"")
         if not message.get("more_body"):
             return body
         chunks = [body]
