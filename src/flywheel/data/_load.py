@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import lzma
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -114,7 +115,7 @@ def sniff_delimiter(path: str | Path, encoding: str = "utf-8") -> str:
         else:
             with open(path, encoding=encoding, errors="replace") as handle:
                 sample = handle.read(_SNIFF_CHARS)
-    except (OSError, LookupError, EOFError, lzma.LZMAError):
+    except (OSError, LookupError, EOFError, zlib.error, lzma.LZMAError):
         return ","  # the real read reports what is wrong with the file
     lines = sample.splitlines()
     if len(sample) == _SNIFF_CHARS and len(lines) > 1:
@@ -150,6 +151,10 @@ def _read_csv(path: Path, encoding: str, delimiter: str | None) -> pd.DataFrame:
         ) from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError("has no columns; expected a header row and data rows.",
+                        path=path) from exc
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:  # click would print "Aborted."
+        raise DataError(f"cannot be decompressed ({_first_line(exc)}); the file may be "
+                        "truncated or corrupt. Compress it again, or give the plain CSV.",
                         path=path) from exc
     except (pd.errors.ParserError, pa.ArrowException, ValueError, OSError) as exc:
         message = _first_line(exc)

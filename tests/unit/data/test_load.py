@@ -99,3 +99,19 @@ def test_a_delimiter_that_leaves_one_delimited_looking_column_is_refused_naming_
     assert "reads as one column" in message and "looks ';'-delimited" in message
     assert 'data.delimiter: ";"' in message
     assert list(load_table(path, delimiter=";").columns) == list(mixed.columns)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_gzip_csv_is_a_data_error_saying_it_cannot_be_decompressed(
+        tmp_path: Path, mixed: pd.DataFrame, damage: str) -> None:
+    whole = tmp_path / "whole.csv.gz"
+    pd.concat([mixed] * 20).to_csv(whole, index=False)
+    data = bytearray(whole.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[200:240] = b"x" * 40
+    path = tmp_path / "d.csv.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="cannot be decompressed .*truncated or corrupt"):
+        load_table(path)
