@@ -17,10 +17,8 @@ Without one, the request path checks a single attribute and is otherwise unchang
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import logging
-import os
 import re
 import sys
 import time
@@ -33,6 +31,20 @@ from flywheel._version import __version__
 from flywheel.predlog import PredictionLog
 from flywheel.serving._batching import Batcher
 from flywheel.serving._feedback import feedback_items
+from flywheel.serving._http import (
+    BINARY_HEADER,
+    JSON_HEADERS,
+    HttpError,
+    Receive,
+    Scope,
+    Send,
+    event_time_of,
+    header_value,
+    not_allowed,
+    request_id_of,
+    send_response,
+    v2_label,
+)
 from flywheel.serving._inputs import InputProblems
 from flywheel.serving._metrics import ServingMetrics
 from flywheel.serving._models import ModelStore, ServedModel
@@ -43,32 +55,10 @@ from flywheel.serving._v2_binary import BINARY_EXTENSION, HEADER_LENGTH, BinaryP
 
 log = logging.getLogger("flywheel.serving")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 1 << 20
-_JSON = [(b"content-type", b"application/json")]
-_BINARY = (b"content-type", b"application/octet-stream")
 _V2_MODEL = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?$")
-
-
-class HttpError(Exception):
-    """An error answered as JSON with a 4xx status (and extra headers, such as a 405's
-    ``Allow``)."""
-
-    def __init__(self, status: int, message: str, problems: list[Any] | None = None, *,
-                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        super().__init__(message)
-        self.status, self.message, self.problems = status, message, problems or []
-        self.headers = list(headers)
-
-    def body(self) -> bytes:
-        payload: dict[str, Any] = {"error": self.message}
-        if self.problems:
-            payload["problems"] = self.problems
-        return orjson.dumps(payload)
 
 
 class ServingApp:
@@ -165,18 +155,18 @@ class ServingApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
-        version, headers = "-", _JSON
+        version, headers = "-", JSON_HEADERS
         try:
             if path == "/predict" and method == "POST":
                 endpoint = "predict"
                 status, payload, version = await self._predict(scope, receive, started)
             elif path.startswith("/v2/models/"):
-                endpoint = _v2_label(path)
+                endpoint = v2_label(path)
                 status, payload, version, headers = await self._v2_model(
                     scope, receive, method, path, started)
             elif path == "/metrics" and method == "GET":
                 body, content_type = self.metrics.render()
-                await _send(send, 200, body, [(b"content-type", content_type.encode())])
+                await send_response(send, 200, body, [(b"content-type", content_type.encode())])
                 return
             else:
                 endpoint = self._labels.get(path, "other")
@@ -184,7 +174,7 @@ class ServingApp:
                 if handler is None:
                     allowed = self._allowed.get(path)
                     if allowed:
-                        raise _not_allowed(method, path, allowed)
+                        raise not_allowed(method, path, allowed)
                     raise HttpError(404, f"{path} is not an endpoint of this server; "
                                          "/openapi.json lists them")
                 status, payload = await handler(scope, receive)
@@ -192,11 +182,11 @@ class ServingApp:
         except HttpError as exc:
             status, body = exc.status, exc.body()
             if exc.headers:
-                headers = [*_JSON, *exc.headers]
+                headers = [*JSON_HEADERS, *exc.headers]
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client
             log.exception("unexpected error answering %s %s", method, path)
             status, body = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
-        await _send(send, status, body, headers)
+        await send_response(send, status, body, headers)
         self.metrics.request(endpoint, version, status, time.perf_counter() - started)
 
     # Prediction --------------------------------------------------------------------------
@@ -212,8 +202,8 @@ class ServingApp:
         except InputProblems as exc:
             raise HttpError(422, "the input does not match the model's features",
                             exc.problems) from None
-        request_id = _request_id(scope)
-        event_time = _event_time(scope)
+        request_id = request_id_of(scope)
+        event_time = event_time_of(scope)
         arm = "champion"
         if self.rollout.router.plan is None:
             predictions, probabilities = await self._answer(served, records, request_id, started)
@@ -263,15 +253,15 @@ class ServingApp:
         tail = match["tail"]
         wanted = "POST" if tail == "/infer" else "GET"
         if method != wanted:
-            raise _not_allowed(method, path, [wanted])
+            raise not_allowed(method, path, [wanted])
         served = self._v2_served(match["name"], match["version"])
         if tail is None:
-            return 200, v2_metadata(served), served.version, _JSON
+            return 200, v2_metadata(served), served.version, JSON_HEADERS
         if tail == "/ready":
-            return 200, {"name": match["name"], "ready": True}, served.version, _JSON
+            return 200, {"name": match["name"], "ready": True}, served.version, JSON_HEADERS
         raw = await self._body(scope, receive)
         try:
-            header, binary = split_body(raw, _header(scope, HEADER_LENGTH))
+            header, binary = split_body(raw, header_value(scope, HEADER_LENGTH))
         except BinaryProblem as exc:
             raise HttpError(400, str(exc)) from None
         try:
@@ -285,8 +275,8 @@ class ServingApp:
             raise HttpError(422, "the inputs do not match the model's features",
                             exc.problems) from None
         records = request.records
-        request_id = request.id or _request_id(scope)
-        event_time = _event_time(scope)
+        request_id = request.id or request_id_of(scope)
+        event_time = event_time_of(scope)
         arm = "champion"
         if match["version"] is not None or self.rollout.router.plan is None:
             predictions, probabilities = await self._answer(served, records, request_id, started)
@@ -298,8 +288,9 @@ class ServingApp:
         body, header_length = v2_response(served, request, request_id, predictions,
                                           probabilities)
         if header_length is None:
-            return 200, body, served.version, _JSON
-        return 200, body, served.version, [_BINARY, (HEADER_LENGTH, str(header_length).encode())]
+            return 200, body, served.version, JSON_HEADERS
+        return 200, body, served.version, [BINARY_HEADER,
+                                            (HEADER_LENGTH, str(header_length).encode())]
 
     def _v2_served(self, name: str, version: str | None) -> ServedModel:
         if name != self.store.registry.model_name:
@@ -364,7 +355,7 @@ class ServingApp:
     def _authorize(self, scope: Scope) -> None:
         if not self.admin_token:
             raise HttpError(403, "admin endpoints are disabled: no admin token is configured")
-        given = _header(scope, b"authorization").removeprefix(b"Bearer ")
+        given = header_value(scope, b"authorization").removeprefix(b"Bearer ")
         if not hmac.compare_digest(given, self.admin_token.encode()):
             raise HttpError(401, "missing or wrong admin token (Authorization: Bearer <token>)")
 
@@ -389,7 +380,7 @@ class ServingApp:
     # Bodies ------------------------------------------------------------------------------
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        declared = _header(scope, b"content-length")
+        declared = header_value(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise HttpError(413, f"request body of {int(declared)} bytes is over the limit of "
                                  f"{self.max_body_bytes}")
@@ -415,64 +406,3 @@ class ServingApp:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"the body is not valid JSON: {exc}") from None
-
-
-def _not_allowed(method: str, path: str, allowed: list[str]) -> HttpError:
-    methods = ", ".join(sorted(allowed))
-    return HttpError(405, f"{method} {path} is not allowed; use {methods}",
-                     headers=[(b"allow", methods.encode())])
-
-
-def _v2_label(path: str) -> str:
-    """The metrics label of a /v2/models/... path."""
-    if path.endswith("/infer"):
-        return "v2/models/infer"
-    return "v2/models/ready" if path.endswith("/ready") else "v2/models/metadata"
-
-
-def _header(scope: Scope, name: bytes) -> bytes:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return b""
-
-
-def _request_id(scope: Scope) -> str:
-    given = _header(scope, b"x-request-id")
-    if given and len(given) <= 128:
-        return given.decode("latin-1")
-    return os.urandom(16).hex()  # as random as uuid4().hex, a sixth of the time
-
-
-def _event_time(scope: Scope) -> float | None:
-    """The client's event time (header x-flywheel-event-time: Unix seconds or ISO 8601)."""
-    given = _header(scope, b"x-flywheel-event-time")
-    if not given:
-        return None
-    text = given.decode("latin-1").strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if seconds == seconds and abs(seconds) < 1e11:  # finite, within years 0-5000
-            return seconds
-        raise HttpError(400, f"x-flywheel-event-time: {text[:40]!r} is not a time")
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise HttpError(400, f"x-flywheel-event-time: expected Unix seconds or an ISO 8601 "
-                             f"time, got {text[:40]!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
-
-
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def admin_token_from_env() -> str | None:
-    return os.environ.get("FLYWHEEL_ADMIN_TOKEN") or None

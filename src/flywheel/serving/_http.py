@@ -1,0 +1,95 @@
+"""HTTP at the edge of the service: errors answered as JSON, headers, and sending a response.
+
+Plain ASGI, no framework: these run on every request (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+BINARY_HEADER = (b"content-type", b"application/octet-stream")
+
+
+class HttpError(Exception):
+    """An error answered as JSON with a 4xx status (and extra headers, such as a 405's
+    ``Allow``)."""
+
+    def __init__(self, status: int, message: str, problems: list[Any] | None = None, *,
+                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        super().__init__(message)
+        self.status, self.message, self.problems = status, message, problems or []
+        self.headers = list(headers)
+
+    def body(self) -> bytes:
+        payload: dict[str, Any] = {"error": self.message}
+        if self.problems:
+            payload["problems"] = self.problems
+        return orjson.dumps(payload)
+
+
+def not_allowed(method: str, path: str, allowed: list[str]) -> HttpError:
+    methods = ", ".join(sorted(allowed))
+    return HttpError(405, f"{method} {path} is not allowed; use {methods}",
+                     headers=[(b"allow", methods.encode())])
+
+
+def v2_label(path: str) -> str:
+    """The metrics label of a /v2/models/... path."""
+    if path.endswith("/infer"):
+        return "v2/models/infer"
+    return "v2/models/ready" if path.endswith("/ready") else "v2/models/metadata"
+
+
+def header_value(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def request_id_of(scope: Scope) -> str:
+    given = header_value(scope, b"x-request-id")
+    if given and len(given) <= 128:
+        return given.decode("latin-1")
+    return os.urandom(16).hex()  # as random as uuid4().hex, a sixth of the time
+
+
+def event_time_of(scope: Scope) -> float | None:
+    """The client's event time (header x-flywheel-event-time: Unix seconds or ISO 8601)."""
+    given = header_value(scope, b"x-flywheel-event-time")
+    if not given:
+        return None
+    text = given.decode("latin-1").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds == seconds and abs(seconds) < 1e11:  # finite, within years 0-5000
+            return seconds
+        raise HttpError(400, f"x-flywheel-event-time: {text[:40]!r} is not a time")
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HttpError(400, f"x-flywheel-event-time: expected Unix seconds or an ISO 8601 "
+                             f"time, got {text[:40]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+async def send_response(send: Send, status: int, body: bytes,
+                        headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
