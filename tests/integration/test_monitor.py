@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -206,3 +207,84 @@ def test_a_version_trained_before_monitoring_falls_back_to_its_data_profile(
 
     report = detect_drift(version.reference, _churn(300, 7), DriftSpec())
     assert len(report.features) == len(project.schema.feature_columns) and not report.drifted
+
+
+# Issue 13: a sample of the training file is never flagged; a gross shift alerts without labels.
+
+def _credit_default(n: int, seed: int) -> pd.DataFrame:
+    """Like the four-column credit-default table of issue 13 (student, balance, income,
+    default), with balance (in thousands, to a tenth: few distinct values) and income stored
+    as float32, as many Parquet files hold them."""
+    rng = np.random.default_rng(seed)
+    student = rng.random(n) < 0.29
+    income = np.clip(np.where(student, rng.normal(17950, 4200, n),
+                              rng.normal(39800, 10200, n)), 772, None)
+    balance = np.clip(rng.normal(835 + 160 * student, 480, n), 0, None).round(2)
+    default = rng.random(n) < 1 / (1 + np.exp(-(-10.9 + 0.0058 * balance - 0.6 * student)))
+    return pd.DataFrame({"default": np.where(default, "Yes", "No"),
+                         "student": np.where(student, "Yes", "No"),
+                         "balance": (balance / 1000).round(1).astype(np.float32),
+                         "income": income.astype(np.float32)})
+
+
+@pytest.fixture(scope="module")
+def credit(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = make_project(tmp_path_factory.mktemp("credit"), target="default",
+                           frame=_credit_default(4000, 0), training={
+                               "learners": ["linear"], "cv_folds": 2,
+                               "search": {"trials": 1, "seed": 0}})
+    project.train()
+    return project
+
+
+def _monitor_json(project: Project, frame: pd.DataFrame, path: Path,
+                  capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    frame.to_parquet(path)
+    code = main(["monitor", "--config", str(project.spec.root), "--data", str(path), "--json",
+                 "--no-report"])
+    captured = capsys.readouterr()
+    assert "Warning" not in captured.err, captured.err
+    return code, json.loads(captured.out)
+
+
+def test_a_sample_of_the_training_file_is_not_flagged_with_float32_columns(
+        credit: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    training = pd.read_parquet(credit.spec.resolve(credit.spec.data.path))
+    assert training["balance"].dtype == training["income"].dtype == np.float32
+    code, data = _monitor_json(credit, training.sample(1000, random_state=1),
+                               tmp_path / "sample.parquet", capsys)
+    assert code == 0 and data["alerted"] is False
+    assert data["multivariate"]["drifted"] is False and data["multivariate"]["roc_auc"] < 0.6
+    assert data["drift"]["dataset_drift"] is False
+
+
+def test_income_times_3_on_a_four_column_table_alerts_and_exits_3(
+        credit: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shifted = _fresh(credit, tmp_path, "income")
+    frame = pd.read_parquet(credit.spec.resolve(credit.spec.data.path)).sample(
+        1000, random_state=2).drop(columns=["default"])
+    frame["income"] = frame["income"] * 3
+    code, data = _monitor_json(shifted, frame, tmp_path / "income.parquet", capsys)
+    fired = {a["rule"] for a in data["alerts"]}
+    assert code == 3 and data["metrics"]["out_of_range_rate_max"] > 0.5
+    assert {"out_of_range_rate_max > 0.05", "multivariate_drift > 0", "dataset_drift > 0"
+            } <= fired
+    assert "roc_auc" not in data["metrics"]  # no labels at all
+
+
+def test_the_two_most_important_inputs_times_3_alert_without_labels_and_exit_3(
+        project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flywheel.pipelines.monitor import load_version
+
+    registry = project.registry()
+    reference = load_version(project, registry, registry.version_info("champion")).reference
+    assert reference.importance is not None
+    top = sorted(reference.importance, key=lambda c: -reference.importance[c])[:2]  # type: ignore[index]
+    shifted = _fresh(project, tmp_path, "top2")
+    frame = _churn(1000, 8).drop(columns=["churn"])
+    frame[top] = frame[top] * 3
+    code, data = _monitor_json(shifted, frame, tmp_path / "top2.parquet", capsys)
+    assert code == 3 and set(top) <= set(data["drift"]["drifted"])
+    assert data["drift"]["share"] < 0.5 <= data["drift"]["weighted_share"]
+    assert any("feature importance" in r for r in data["drift"]["reasons"])
+    assert {"dataset_drift > 0", "multivariate_drift > 0"} <= {a["rule"] for a in data["alerts"]}

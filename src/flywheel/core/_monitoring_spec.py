@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "DATA_QUALITY_RULES",
     "AlertSinkSpec",
     "AlertsSpec",
     "DriftMethod",
@@ -102,15 +103,31 @@ class AlertSinkSpec(_Section):
         return self
 
 
+DATA_QUALITY_RULES = (
+    RuleSpec(metric="missing_columns", op=">", value=0),
+    RuleSpec(metric="out_of_range_rate_max", op=">", value=0.05),
+    RuleSpec(metric="unseen_category_rate_max", op=">", value=0.05),
+    RuleSpec(metric="null_rate_excess_max", op=">", value=0.05),
+)
+"""Default data-quality rules. Rates, not any single value: a window of production data drawn
+from the training distribution holds a value beyond the training range now and then (about
+2 / (training rows) of each column), which is no violation worth waking anyone for."""
+
+
 class AlertsSpec(_Section):
     rules: list[RuleSpec] = Field(default_factory=lambda: [
         RuleSpec(metric="dataset_drift", op=">", value=0),
+        RuleSpec(metric="multivariate_drift", op=">", value=0),
+        *DATA_QUALITY_RULES,
         RuleSpec(metric="estimated_roc_auc_drop", op=">", value=0.05),
         RuleSpec(metric="roc_auc_drop", op=">", value=0.05),
         RuleSpec(metric="error_rate", op=">", value=0.01),
     ])
     """Each rule that holds fires an alert; see `flywheel monitor --json` for metric names.
-    A rule on a metric the window cannot give (no labels, a regression task) is skipped."""
+    A rule on a metric the window cannot give (no labels, a regression task) is skipped. The
+    defaults need no labels to catch a gross shift: data-set drift, multivariate drift and
+    data-quality violations (a feature missing, over 5 % of a column's values outside the
+    training range or of unseen categories, nulls 5 points above the column's limit)."""
     sinks: list[AlertSinkSpec] = Field(default_factory=lambda: [
         AlertSinkSpec(kind="log"), AlertSinkSpec(kind="file")])
     cooldown_seconds: float = Field(3600.0, ge=0)
@@ -141,11 +158,17 @@ class DriftSpec(_Section):
     jensenshannon_threshold: float = Field(0.1, gt=0.0, le=1.0)
     psi_threshold: float = Field(0.2, gt=0.0)
     drift_share: float = Field(0.5, gt=0.0, le=1.0)
-    """The data set drifts (metric dataset_drift = 1) when at least this share of columns do."""
+    """The data set drifts (metric dataset_drift = 1) when at least this share of the feature
+    columns drift, or columns carrying at least this share of the model's permutation
+    importance do, or the domain classifier finds multivariate drift."""
     multivariate: bool = True
     """Train a domain classifier to tell reference rows from current rows."""
     multivariate_threshold: float = Field(0.7, gt=0.5, le=1.0)
-    """Its cross-validated ROC AUC at or above this means multivariate drift."""
+    """Multivariate drift needs its cross-validated ROC AUC at or above this (the size of the
+    shift) and its test's p-value below multivariate_significance."""
+    multivariate_significance: float = Field(0.05, gt=0.0, lt=0.5)
+    """The domain classifier's test flags drift when its p-value is below this (its
+    false-alarm rate on windows that did not drift)."""
     multivariate_rows: int = Field(5000, ge=100)
     """Rows drawn from each side for the classifier (reported)."""
 

@@ -27,11 +27,18 @@ class RetrainingSpec(_Section):
     """Let `flywheel loop` retrain; false: it only monitors and drives running rollouts."""
     triggers: list[RuleSpec] = Field(default_factory=lambda: [
         RuleSpec(metric="dataset_drift", op=">", value=0),
+        RuleSpec(metric="multivariate_drift", op=">", value=0),
+        RuleSpec(metric="out_of_range_rate_max", op=">", value=0.05),
+        RuleSpec(metric="unseen_category_rate_max", op=">", value=0.05),
         RuleSpec(metric="roc_auc_drop", op=">", value=0.05),
         RuleSpec(metric="estimated_roc_auc_drop", op=">", value=0.05),
     ])
     """Rules on the latest window's monitoring metrics (see `flywheel monitor --json`); any
-    that holds triggers retraining. A rule the window cannot evaluate is skipped."""
+    that holds triggers retraining. A rule the window cannot evaluate is skipped. The defaults
+    need no labels: data-set and multivariate drift, and inputs beyond what the model saw
+    (over 5 % of a column outside the training range or of unseen categories). A missing
+    column or a surge of nulls alerts (monitoring.alerts.rules) but does not retrain: a model
+    fitted to broken inputs would learn the breakage."""
     schedule: str | None = None
     """Also retrain on this cron schedule (five fields, UTC), such as "0 3 * * 0"."""
     new_labels: int | None = Field(None, ge=1)

@@ -8,6 +8,10 @@ below the significance; above that size every difference is significant, so a di
 practical threshold decides (Wasserstein normalized by the reference's spread for numbers,
 Jensen-Shannon for categories). A numeric column with at most five distinct values is treated as
 categorical. Every verdict carries its method, score, threshold and p-value (tests only).
+
+The data set drifts when at least ``drift_share`` of the feature columns drift, or columns that
+carry at least that share of the model's permutation importance do (two inputs of thirteen can
+hold most of what the model knows), or the domain classifier found multivariate drift.
 """
 
 from __future__ import annotations
@@ -83,11 +87,16 @@ class DriftReport:
 
     Attributes:
         skipped: Columns not checked, with the reason.
+        importance: Each feature's share of the model's permutation importance, or None
+            (not stored with the version: every column weighs the same).
+        multivariate_drift: The domain classifier's verdict, when it ran.
     """
 
     columns: tuple[ColumnDrift, ...]
     drift_share_threshold: float
     skipped: Mapping[str, str]
+    importance: Mapping[str, float] | None = None
+    multivariate_drift: bool = False
 
     @property
     def features(self) -> list[ColumnDrift]:
@@ -103,8 +112,37 @@ class DriftReport:
         return len(self.drifted) / len(features) if features else float("nan")
 
     @property
+    def weighted_share(self) -> float:
+        """The drifted columns' share of the checked columns' importance (the plain share
+        when no importance is known or none of the checked columns has any)."""
+        features = self.features
+        if not features:
+            return float("nan")
+        if self.importance is None:
+            return self.share
+        weights = {c.column: self.importance.get(c.column, 0.0) for c in features}
+        total = sum(weights.values())
+        if total <= 0:
+            return self.share
+        return sum(weights[c] for c in self.drifted) / total
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the data set drifts (empty when it does not)."""
+        out = []
+        if self.features and self.share >= self.drift_share_threshold:
+            out.append(f"{self.share:.0%} of the feature columns drifted")
+        if self.importance is not None and self.features and \
+                self.weighted_share >= self.drift_share_threshold:
+            out.append(f"the drifted columns carry {self.weighted_share:.0%} of the model's "
+                       "feature importance")
+        if self.multivariate_drift:
+            out.append("the domain classifier tells the window from the reference")
+        return out
+
+    @property
     def dataset_drift(self) -> bool:
-        return bool(self.features) and self.share >= self.drift_share_threshold
+        return bool(self.reasons)
 
     def column(self, name: str) -> ColumnDrift | None:
         return next((c for c in self.columns if c.column == name), None)
@@ -139,13 +177,16 @@ def detect_drift(reference: MonitoringReference, frame: pd.DataFrame, spec: Drif
             skipped[name] = "no values in the window"
         else:
             results.append(verdict)
-    return DriftReport(tuple(results), spec.drift_share, skipped)
+    return DriftReport(tuple(results), spec.drift_share, skipped,
+                       importance=reference.importance)
 
 
 def _column(name: str, ref: ColumnReference, values: pd.Series,
             spec: DriftSpec) -> ColumnDrift | None:
     if isinstance(ref, NumericReference):
         current = as_numeric(values)
+        if ref.float32:  # like with like: "0.221" sent as text is float32 0.22100000083...
+            current = _at_float32(current)
         current = np.sort(current[np.isfinite(current)])
         if len(current) == 0:
             return None
@@ -167,6 +208,14 @@ def _column(name: str, ref: ColumnReference, values: pd.Series,
         method = "chi2" if method == "ks" else "jensenshannon"
     keys, ref_counts, cur_counts = _category_counts(ref, text)
     return _categorical_verdict(name, ref, method, keys, ref_counts, cur_counts, spec)
+
+
+def _at_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to float32, except those beyond its range (kept as they are)."""
+    inside = np.abs(np.nan_to_num(values)) <= np.finfo(np.float32).max
+    rounded = values.astype(np.float32, casting="unsafe") if inside.all() else \
+        np.where(inside, values, 0.0).astype(np.float32)
+    return np.where(inside, rounded.astype(np.float64), values)
 
 
 def _method(spec: DriftSpec, name: str, kind: str, rows: int) -> str:

@@ -26,7 +26,7 @@ from flywheel.monitoring._multivariate import DomainClassifierResult, domain_cla
 from flywheel.monitoring._operational import operational_metrics
 from flywheel.monitoring._performance import PerformanceReport, encode_labels, measure_performance
 from flywheel.monitoring._quality import QualityReport, check_quality
-from flywheel.monitoring._reference import MonitoringReference
+from flywheel.monitoring._reference import MonitoringReference, like_stored_sample
 from flywheel.monitoring._result import MonitorResult, WindowInfo
 from flywheel.monitoring._rules import evaluate_rules
 from flywheel.monitoring._window import Window
@@ -82,9 +82,11 @@ def monitor_window(window: Window, version: MonitoredVersion, spec: MonitoringSp
                          if why != "not in the reference")
         if spec.drift.multivariate:
             multivariate = _multivariate(version.reference, frame, spec, seed, notes)
+        if drift is not None and multivariate is not None:
+            drift = dataclasses.replace(drift, multivariate_drift=multivariate.drifted)
     if rows:
         quality = _section(notes, "data quality",
-                           lambda: check_quality(frame, version.schema, validation))
+                           lambda: check_quality(frame, _model_schema(version), validation))
     if enough:
         performance = _section(notes, "performance", lambda: _performance(
             window, version, spec, seed, notes))
@@ -102,6 +104,17 @@ def monitor_window(window: Window, version: MonitoredVersion, spec: MonitoringSp
         metrics=metrics, drift=drift, multivariate=multivariate, quality=quality,
         performance=performance, operational=operational, rules=tuple(outcomes),
         alerts=alerts, notes=tuple(dict.fromkeys(notes)), reference=version.reference.source)
+
+
+def _model_schema(version: MonitoredVersion) -> DataSchema:
+    """The schema less feature columns the model does not take (windows from the prediction
+    log hold only the model's inputs, so those would always read as missing)."""
+    schema = version.schema
+    unused = [n for n in schema.feature_columns if n not in version.features]
+    if not unused or not version.features:
+        return schema
+    return schema.model_copy(update={"columns": {
+        n: c for n, c in schema.columns.items() if n not in unused}})
 
 
 def _section(notes: list[str], what: str, compute: Any) -> Any:
@@ -127,10 +140,17 @@ def _multivariate(reference: MonitoringReference, frame: pd.DataFrame, spec: Mon
                      "(trained before monitoring; retrain to store them)")
         return None
     drift, sample = spec.drift, reference.sample
+    current = frame
+    if not reference.sample_exact:  # a version-1 sample was stored rounded: round alike
+        current = _section(notes, "multivariate drift", lambda: like_stored_sample(
+            frame[[c for c in sample.columns if c in frame.columns]]))
+        if current is None:
+            return None
     result: DomainClassifierResult | None = _section(
         notes, "multivariate drift", lambda: domain_classifier(
-            sample, frame, rows=drift.multivariate_rows,
-            threshold=drift.multivariate_threshold, seed=seed))
+            sample, current, rows=drift.multivariate_rows,
+            threshold=drift.multivariate_threshold,
+            significance=drift.multivariate_significance, seed=seed))
     return result
 
 
@@ -186,6 +206,7 @@ def _metrics(info: WindowInfo, drift: DriftReport | None,
     }
     if drift is not None and drift.features:
         out["drift_share"] = drift.share
+        out["weighted_drift_share"] = drift.weighted_share
         out["drifted_columns"] = float(len(drift.drifted))
         out["columns_checked"] = float(len(drift.features))
         out["dataset_drift"] = float(drift.dataset_drift)
@@ -199,6 +220,7 @@ def _metrics(info: WindowInfo, drift: DriftReport | None,
                 out[f"drift_p.{metric_name(c.column)}"] = c.p_value
     if multivariate is not None:
         out["multivariate_auc"] = multivariate.roc_auc
+        out["multivariate_p"] = multivariate.p_value
         out["multivariate_drift"] = float(multivariate.drifted)
     if quality is not None:
         out.update({k if not k.startswith("null_rate.") else

@@ -60,6 +60,8 @@ class QualityReport:
 
         out = {
             "null_rate_max": worst([c.null_rate for c in present]),
+            "null_rate_excess_max": max([c.null_rate - c.max_null_rate for c in present
+                                         if c.null_rate == c.null_rate], default=0.0),
             "unseen_category_rate_max": worst([c.unseen_rate for c in present]),
             "out_of_range_rate_max": worst([c.out_of_range_rate for c in present]),
             "missing_columns": float(len(self.missing)),

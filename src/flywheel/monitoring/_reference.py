@@ -7,7 +7,18 @@ Kolmogorov-Smirnov and Wasserstein computed against it equal the statistics on t
 Beyond that it keeps a quantile sketch of ``SUPPORT_LIMIT`` points (each an equal share of the
 rows), which moves the KS statistic by at most 1/SUPPORT_LIMIT. A categorical column keeps exact
 counts of up to ``CATEGORY_LIMIT`` categories, the rest pooled. A few thousand raw rows are kept
-as well, for the domain classifier (multivariate drift), which needs joint values.
+as well, for the domain classifier (multivariate drift), which needs joint values: they are
+stored as Parquet, losslessly with their types, because a classifier told a rounded copy from the
+real values by exact value (issue 13: ROC AUC 0.997 on training rows). References written before
+that kept the sample as JSON with numbers rounded to 10 decimals (``sample_exact`` is False);
+:func:`like_stored_sample` puts a window through the same rounding, so like meets like.
+
+A column read as float32 is marked so: drift compares the window's values at float32 precision,
+since the same number sent as JSON text (``0.221``) and read from a float32 file
+(``0.22100000083446503``) are otherwise two different support points.
+
+The permutation importance of each feature for the model (shares summing to 1) is kept too, so
+the data-set drift verdict can weigh drifted columns by how much the model relies on them.
 
 Versions trained before this reference existed have only the 20-bin data profile;
 :func:`reference_from_profile` turns it into a coarser reference (``exact`` is False, and the
@@ -16,6 +27,7 @@ report says so).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -35,6 +47,8 @@ __all__ = [
     "NumericReference",
     "as_numeric",
     "build_reference",
+    "importance_shares",
+    "like_stored_sample",
     "reference_from_profile",
 ]
 
@@ -42,7 +56,9 @@ SUPPORT_LIMIT = 4096
 CATEGORY_LIMIT = 1000
 PSI_BINS = 10
 SAMPLE_ROWS = 5000
-REFERENCE_VERSION = 1
+REFERENCE_VERSION = 2
+_LEGACY_PRECISION = 10
+"""Decimals pandas' ``to_json`` kept of each number in references of version 1."""
 
 Role = Literal["feature", "target", "prediction"]
 Kind = Literal["numeric", "categorical"]
@@ -67,6 +83,8 @@ class NumericReference:
     """Set for a reference made from a binned profile: ``weights`` are rows per right-closed
     bin between these edges (``values`` the bins' middles), and KS is evaluated at the edges
     only, where the reference CDF is exact."""
+    float32: bool = False
+    """The training column was float32: compare windows at that precision."""
 
     @property
     def distinct(self) -> int | None:
@@ -92,23 +110,35 @@ ColumnReference = NumericReference | CategoricalReference
 
 @dataclasses.dataclass(frozen=True)
 class MonitoringReference:
-    """Every monitored column of one model version, and a small sample of raw feature rows."""
+    """Every monitored column of one model version, and a small sample of raw feature rows.
+
+    Attributes:
+        sample_exact: False for a sample stored rounded (references of version 1); windows
+            are then rounded alike before the domain classifier sees them.
+        importance: Each feature's share of the model's permutation importance (summing to
+            1), or None when it was not stored (older versions: equal weights).
+    """
 
     columns: dict[str, ColumnReference]
     rows: int
     exact: bool = True
     sample: pd.DataFrame | None = None
     source: str = "training data"
+    sample_exact: bool = True
+    importance: Mapping[str, float] | None = None
 
     def role_of(self, column: str) -> Role:
         return self.columns[column].role
 
     def to_json(self) -> str:
         columns = {name: _column_dict(col) for name, col in self.columns.items()}
-        sample = None if self.sample is None else json.loads(
-            self.sample.to_json(orient="split", index=False, date_format="iso"))
+        sample = None
+        if self.sample is not None:
+            sample = base64.b64encode(_parquet_bytes(self.sample)).decode("ascii")
+        importance = None if self.importance is None else dict(self.importance)
         return json.dumps({"version": REFERENCE_VERSION, "rows": self.rows, "exact": self.exact,
-                           "source": self.source, "columns": columns, "sample": sample})
+                           "source": self.source, "columns": columns,
+                           "sample_parquet": sample, "importance": importance})
 
     @classmethod
     def from_json(cls, text: str) -> MonitoringReference:
@@ -120,12 +150,19 @@ class MonitoringReference:
         try:
             raw = json.loads(text)
             columns = {name: _column_from(col) for name, col in raw["columns"].items()}
-            sample = None
-            if raw.get("sample"):
+            sample, exact = None, True
+            if raw.get("sample_parquet"):
+                sample = pd.read_parquet(io.BytesIO(base64.b64decode(raw["sample_parquet"])))
+            elif raw.get("sample"):  # version 1: JSON, numbers rounded to 10 decimals
                 sample = pd.read_json(io.StringIO(json.dumps(raw["sample"])), orient="split")
+                exact = False
+            importance = raw.get("importance")
             return cls(columns=columns, rows=int(raw["rows"]), exact=bool(raw["exact"]),
-                       sample=sample, source=str(raw.get("source", "training data")))
-        except (ValueError, KeyError, TypeError) as exc:
+                       sample=sample, source=str(raw.get("source", "training data")),
+                       sample_exact=exact,
+                       importance=None if importance is None else
+                       {str(k): float(v) for k, v in importance.items()})
+        except (ValueError, KeyError, TypeError, OSError) as exc:
             raise MonitoringError(f"the stored monitoring reference cannot be read ({exc}); "
                                   "retrain the version to store a new one.") from exc
 
@@ -144,12 +181,31 @@ def as_numeric(values: pd.Series) -> np.ndarray:
     return np.asarray(numbers.to_numpy(dtype=float, na_value=np.nan))
 
 
+def like_stored_sample(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as a version-1 reference stored its sample: through pandas' JSON (numbers
+    rounded to 10 decimals, types as ``read_json`` guesses them), so a window compares with
+    such a sample like with like."""
+    text = frame.reset_index(drop=True).to_json(orient="split", index=False, date_format="iso",
+                                                double_precision=_LEGACY_PRECISION)
+    return pd.read_json(io.StringIO(text), orient="split")
+
+
+def importance_shares(importances: Mapping[str, float]) -> dict[str, float] | None:
+    """Permutation importances (drops of the metric; noise can make them negative) as
+    shares of their positive total; None when no column helps the model at all."""
+    positive = {name: max(float(v), 0.0) for name, v in importances.items() if v == v}
+    total = sum(positive.values())
+    if total <= 0:
+        return None
+    return {name: v / total for name, v in positive.items()}
+
+
 def build_reference(frame: pd.DataFrame, kinds: Mapping[str, Kind], *,
                     roles: Mapping[str, Role] | None = None,
                     sample_columns: list[str] | None = None,
                     sample_rows: int = SAMPLE_ROWS, seed: int = 0,
-                    extra: Mapping[str, tuple[pd.Series, Kind, Role]] | None = None
-                    ) -> MonitoringReference:
+                    extra: Mapping[str, tuple[pd.Series, Kind, Role]] | None = None,
+                    importance: Mapping[str, float] | None = None) -> MonitoringReference:
     """The reference of ``frame``'s columns named in ``kinds``.
 
     Args:
@@ -158,6 +214,7 @@ def build_reference(frame: pd.DataFrame, kinds: Mapping[str, Kind], *,
         sample_columns: Columns of the raw-row sample for the domain classifier (default: the
             feature columns); at most ``sample_rows`` rows are drawn, seeded.
         extra: Columns from elsewhere (holdout predictions), as (values, kind, role).
+        importance: Permutation importance per feature (see :func:`importance_shares`).
     """
     roles = roles or {}
     columns: dict[str, ColumnReference] = {}
@@ -174,13 +231,18 @@ def build_reference(frame: pd.DataFrame, kinds: Mapping[str, Kind], *,
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(len(frame), size=min(sample_rows, len(frame)), replace=False))
         sample = frame.iloc[rows][sample_columns].reset_index(drop=True)
-    return MonitoringReference(columns=columns, rows=len(frame), sample=sample)
+    return MonitoringReference(columns=columns, rows=len(frame), sample=sample,
+                               importance=None if importance is None else
+                               importance_shares(importance))
 
 
 def column_reference(values: pd.Series, kind: Kind, role: Role = "feature") -> ColumnReference:
     """The reference of one column."""
     if kind == "numeric":
-        return _numeric(as_numeric(values), role)
+        ref = _numeric(as_numeric(values), role)
+        if str(values.dtype).lower() == "float32":  # numpy's and pandas' nullable one
+            ref = dataclasses.replace(ref, float32=True)
+        return ref
     text = category_strings(values)
     counts = text.value_counts(dropna=True)
     kept = counts.head(CATEGORY_LIMIT)
@@ -257,6 +319,19 @@ def reference_from_profile(profile: ReferenceProfile, schema: DataSchema) -> Mon
                                source="20-bin data profile (approximate)")
 
 
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as Parquet; an object column Arrow cannot type (mixed Python types) is kept
+    as its text, which is how the domain classifier reads such a column anyway."""
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (TypeError, ValueError, ImportError, ArithmeticError, RuntimeError):
+        buffer = io.BytesIO()
+        mixed = {c: frame[c].astype("string") for c in frame.columns if frame[c].dtype == object}
+        frame.assign(**mixed).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 def _column_dict(col: ColumnReference) -> dict[str, Any]:
     out = {k: v for k, v in dataclasses.asdict(col).items()}
     for key, value in out.items():
@@ -276,7 +351,7 @@ def _column_from(raw: dict[str, Any]) -> ColumnReference:
             weights=np.asarray(raw["weights"], dtype=float), count=int(raw["count"]),
             nulls=int(raw["nulls"]), mean=_float(raw["mean"]), std=_float(raw["std"]),
             exact=bool(raw["exact"]), psi_edges=np.asarray(raw["psi_edges"], dtype=float),
-            role=raw.get("role", "feature"),
+            role=raw.get("role", "feature"), float32=bool(raw.get("float32", False)),
             bin_edges=None if raw.get("bin_edges") is None else np.asarray(raw["bin_edges"],
                                                                            dtype=float))
     return CategoricalReference(

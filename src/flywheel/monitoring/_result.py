@@ -91,7 +91,11 @@ class MonitorResult:
         drift = None
         if self.drift is not None:
             drift = {"share": self.drift.share, "threshold": self.drift.drift_share_threshold,
-                     "dataset_drift": self.drift.dataset_drift, "drifted": self.drift.drifted,
+                     "weighted_share": self.drift.weighted_share,
+                     "importance": None if self.drift.importance is None
+                     else dict(self.drift.importance),
+                     "dataset_drift": self.drift.dataset_drift, "reasons": self.drift.reasons,
+                     "drifted": self.drift.drifted,
                      "columns": [c.to_dict() for c in self.drift.columns],
                      "skipped": dict(self.drift.skipped)}
         quality = None

@@ -22,9 +22,10 @@ __all__ = ["METRIC_NAMES", "RuleOutcome", "check_rule_names", "evaluate_rules", 
 
 _BASE = {
     "rows", "rows_total", "shadow_rows", "error_rows", "other_version_rows",
-    "drift_share", "drifted_columns", "columns_checked", "dataset_drift", "prediction_drift",
-    "label_drift", "multivariate_auc", "multivariate_drift",
-    "null_rate_max", "unseen_category_rate_max", "out_of_range_rate_max", "missing_columns",
+    "drift_share", "weighted_drift_share", "drifted_columns", "columns_checked",
+    "dataset_drift", "prediction_drift", "label_drift", "multivariate_auc", "multivariate_p",
+    "multivariate_drift", "null_rate_max", "null_rate_excess_max", "unseen_category_rate_max",
+    "out_of_range_rate_max", "missing_columns",
     "schema_violations", "labelled_rows", "label_coverage", "unknown_label_ids",
     "estimated_accuracy", "estimated_roc_auc", "estimated_accuracy_drop",
     "estimated_roc_auc_drop", "requests", "errors", "error_rate", "p50_ms", "p99_ms",

@@ -1,16 +1,18 @@
-"""What training stores for monitoring: the reference of the training data and the holdout
-predictions (``monitoring/reference.json``) and the CBPE calibrator fitted on the holdout
+"""What training stores for monitoring: the reference of the training data, the holdout
+predictions and each feature's permutation importance on the holdout
+(``monitoring/reference.json``), and the CBPE calibrator fitted on the holdout
 (``monitoring/calibration.json``, classifiers only)."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from flywheel.data import DataSchema
+from flywheel.evaluation import permutation_importances
 from flywheel.monitoring import build_reference, fit_calibrator, prediction_columns
 
 if TYPE_CHECKING:
@@ -40,9 +42,17 @@ def monitoring_kinds(schema: DataSchema) -> dict[str, str]:
 def log_monitoring_reference(registry: MlflowRegistry, run_id: str, *, frame: pd.DataFrame,
                              schema: DataSchema, task: str, classes: tuple[str, ...],
                              y_holdout: np.ndarray, prediction: np.ndarray,
-                             seed: int = 0) -> str | None:
+                             seed: int = 0, model: Any = None,
+                             holdout: pd.DataFrame | None = None,
+                             metric: str | None = None) -> str | None:
     """Store the reference and calibrator with the run; a failure is recorded as tag
-    ``flywheel.monitoring_error`` and returned, never raised (the model is still good)."""
+    ``flywheel.monitoring_error`` and returned, never raised (the model is still good).
+
+    Args:
+        model, holdout, metric: The fitted model, its holdout inputs and the training metric,
+            for the permutation importance that weighs drifted columns (the model card's
+            numbers); without them every column weighs the same.
+    """
     try:
         kinds = monitoring_kinds(schema)
         roles = {schema.target: "target"}
@@ -52,8 +62,10 @@ def log_monitoring_reference(registry: MlflowRegistry, run_id: str, *, frame: pd
         extra = {name: (pd.Series(values),
                         "categorical" if name == "prediction.label" else "numeric", "prediction")
                  for name, values in columns.items()}
+        importance = _importance(model, holdout, y_holdout, task, metric, seed)
         reference = build_reference(frame, kinds, roles=roles,  # type: ignore[arg-type]
-                                    extra=extra, seed=seed)  # type: ignore[arg-type]
+                                    extra=extra, seed=seed,  # type: ignore[arg-type]
+                                    importance=importance)
         registry.log_artifact_text(run_id, REFERENCE_ARTIFACT, reference.to_json())
         if task != "regression":
             calibrator = fit_calibrator(y_holdout, prediction, classes)
@@ -64,3 +76,17 @@ def log_monitoring_reference(registry: MlflowRegistry, run_id: str, *, frame: pd
         registry.set_tags(run_id, {"flywheel.monitoring_error": text})
         return text
     return None
+
+
+def _importance(model: Any, holdout: pd.DataFrame | None, y: np.ndarray, task: str,
+                metric: str | None, seed: int) -> dict[str, float] | None:
+    if model is None or holdout is None or metric is None or not len(holdout):
+        return None
+    try:
+        found = permutation_importances(model, holdout, y, task=task,  # type: ignore[arg-type]
+                                        metric=metric, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - without it, columns weigh the same
+        log.warning("could not measure feature importance for monitoring (%s: %s); drifted "
+                    "columns will weigh the same", type(exc).__name__, exc)
+        return None
+    return {name: drop for name, drop, _ in found}

@@ -192,7 +192,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
             log_monitoring_reference(registry, run_id, frame=frame, schema=schema,
                                      task=spec.target.task, classes=tuple(encoding.classes),
                                      y_holdout=y_holdout, prediction=holdout_prediction,
-                                     seed=seed)
+                                     seed=seed, model=model, holdout=x_holdout,
+                                     metric=metric.name)
             stage("Running the gates")
             compiled, compiled_tags = compile_for_serving(model, schema, spec.target.task,
                                                           x_holdout)

@@ -102,3 +102,55 @@ def test_over_100_no_drift_splits_the_false_alarm_rate_stays_at_most_the_signifi
     assert rate <= 0.05 and flagged == 0
     default, flagged = _false_alarms(sample, flight_kinds, 20, DriftSpec())
     assert sum(default.values()) == 0 and flagged == 0
+
+
+def _ten_columns(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({f"c{i}": rng.normal(size=n) for i in range(10)})
+
+
+def test_drifted_columns_are_weighed_by_their_importance_to_the_model() -> None:
+    # Two inputs of ten carry most of what the model knows: their shift is a data-set drift
+    # although 80 % of the columns did not move.
+    train = _ten_columns(3000, 0)
+    kinds = dict.fromkeys(train.columns, "numeric")
+    importance = {"c0": 0.5, "c1": 0.3, **{f"c{i}": 0.025 for i in range(2, 10)}}
+    window = _ten_columns(1000, 1)
+    window[["c0", "c1"]] *= 3
+    weighted = detect_drift(build_reference(train, kinds, importance=importance), window,
+                            DriftSpec())
+    assert {"c0", "c1"} <= set(weighted.drifted) and weighted.share < 0.5
+    assert weighted.weighted_share >= 0.8 and weighted.dataset_drift
+    assert "of the model's feature importance" in " ".join(weighted.reasons)
+    plain = detect_drift(build_reference(train, kinds), window, DriftSpec())
+    assert plain.weighted_share == plain.share and not plain.dataset_drift
+    unimportant = detect_drift(build_reference(train, kinds, importance={
+        "c0": 0.0, "c1": 0.0, **{f"c{i}": 1.0 for i in range(2, 10)}}), window, DriftSpec())
+    assert unimportant.weighted_share < 0.5 and not unimportant.dataset_drift
+
+
+def test_the_domain_classifiers_verdict_makes_the_data_set_drift() -> None:
+    import dataclasses
+
+    train = _ten_columns(2000, 2)
+    report = detect_drift(build_reference(train, dict.fromkeys(train.columns, "numeric")),
+                          _ten_columns(500, 3), DriftSpec())
+    assert not report.dataset_drift and report.reasons == []
+    joint = dataclasses.replace(report, multivariate_drift=True)
+    assert joint.dataset_drift and joint.reasons == [
+        "the domain classifier tells the window from the reference"]
+
+
+def test_a_float32_column_sent_as_json_text_is_compared_at_float32_precision() -> None:
+    rng = np.random.default_rng(4)
+    train = pd.DataFrame({"ratio": rng.choice([0.221, 0.265, 0.3, 0.187], 3000).astype(
+        np.float32), "share": rng.beta(2, 5, 3000).astype(np.float32)})
+    kinds = dict.fromkeys(train.columns, "numeric")
+    reference = build_reference(train, kinds)
+    window = train.sample(800, random_state=5)
+    # What a client sends: each value as its shortest text ("0.221"), read back as float64.
+    sent = pd.DataFrame({c: [float(str(np.float32(v))) for v in window[c]]
+                         for c in window.columns})
+    assert not np.array_equal(sent["ratio"].to_numpy(), window["ratio"].to_numpy(float))
+    report = detect_drift(reference, sent, DriftSpec())
+    assert report.drifted == [] and len(report.columns) == 2

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from flywheel.core.spec import MonitoringSpec
-from flywheel.monitoring import MonitoredVersion, monitor_window, window_from_frame
+from flywheel.core.spec import MonitoringSpec, RetrainingSpec
+from flywheel.monitoring import (
+    MonitoredVersion,
+    Window,
+    evaluate_rules,
+    monitor_window,
+    window_from_frame,
+)
 from tests.conftest import make_mixed
 from tests.unit.monitoring.conftest import CLASSES, MIXED_FEATURES, mixed_proba, mixed_window
 
@@ -78,3 +86,56 @@ def test_the_json_form_holds_every_verdict_and_has_no_nan(version: MonitoredVers
     assert {"column", "method", "score", "threshold", "p_value", "drifted"} <= set(
         data["drift"]["columns"][0])
     assert "NaN" not in result.to_json() and data["rules"][0]["rule"] == "dataset_drift > 0"
+
+
+def _unlabelled(frame: pd.DataFrame) -> Window:
+    return mixed_window(frame, labels=False)
+
+
+def test_a_gross_shift_alerts_with_the_default_rules_and_no_labels(
+        version: MonitoredVersion) -> None:
+    shifted = make_mixed(1000, seed=7)
+    shifted["x"] = shifted["x"] * 3
+    result = monitor_window(_unlabelled(shifted), version, MonitoringSpec())
+    fired = {a.rule for a in result.alerts}
+    assert {"dataset_drift > 0", "multivariate_drift > 0", "out_of_range_rate_max > 0.05"
+            } <= fired
+    assert "roc_auc" not in result.metrics and result.metrics["multivariate_p"] < 0.05
+    assert result.drift is not None and result.drift.multivariate_drift
+
+
+def test_a_sample_of_the_training_data_raises_no_alert_with_the_default_rules(
+        version: MonitoredVersion) -> None:
+    train = make_mixed(3000, seed=1)  # the rows the version's reference was built from
+    for seed in range(3):
+        sample = train.sample(800, random_state=seed)
+        result = monitor_window(mixed_window(sample), version, MonitoringSpec(), seed=seed)
+        assert result.alerts == () and result.metrics["multivariate_drift"] == 0
+
+
+def test_data_quality_violations_alert_by_default_without_labels(
+        version: MonitoredVersion) -> None:
+    broken = make_mixed(600, seed=8)
+    broken.loc[broken.index[:120], "count"] = np.nan  # 20 % nulls in a column that had none
+    broken.loc[broken.index[:60], "colour"] = "purple"  # 10 % unseen
+    window = window_from_frame(broken.drop(columns=["label", "flag"]), features=MIXED_FEATURES,
+                               target="label", task="binary", classes=CLASSES, source="t",
+                               proba=mixed_proba(broken))
+    result = monitor_window(window, version, MonitoringSpec())
+    fired = {a.rule for a in result.alerts}
+    assert {"missing_columns > 0", "null_rate_excess_max > 0.05",
+            "unseen_category_rate_max > 0.05"} <= fired
+    assert result.metrics["null_rate_excess_max"] == pytest.approx(0.2)
+
+
+def test_the_default_retraining_triggers_hold_on_a_gross_shift_without_labels(
+        version: MonitoredVersion) -> None:
+    shifted = make_mixed(1000, seed=9)
+    shifted["x"] = shifted["x"] * 3
+    metrics = monitor_window(_unlabelled(shifted), version, MonitoringSpec()).metrics
+    held = {str(o.rule) for o in evaluate_rules(RetrainingSpec().triggers, metrics) if o.fired}
+    assert {"dataset_drift > 0", "multivariate_drift > 0",
+            "out_of_range_rate_max > 0.05"} <= held
+    quiet = monitor_window(mixed_window(make_mixed(3000, seed=1).sample(800, random_state=4)),
+                           version, MonitoringSpec()).metrics
+    assert not any(o.fired for o in evaluate_rules(RetrainingSpec().triggers, quiet))

@@ -1,6 +1,9 @@
-"""The monitoring reference: exact while it can be, a close sketch beyond, stored as JSON."""
+"""The monitoring reference: exact while it can be, a close sketch beyond, stored as JSON with a
+lossless Parquet sample of raw rows and the features' importance."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,7 @@ from flywheel.monitoring import (
     build_reference,
     reference_from_profile,
 )
-from flywheel.monitoring._reference import SUPPORT_LIMIT
+from flywheel.monitoring._reference import SUPPORT_LIMIT, importance_shares, like_stored_sample
 from flywheel.monitoring._stattests import ks_weighted
 
 
@@ -70,3 +73,45 @@ def test_an_old_versions_profile_gives_an_approximate_reference(mixed: pd.DataFr
     assert ref.columns["label"].role == "target" and "customer_id" not in ref.columns
     x = ref.columns["x"]
     assert isinstance(x, NumericReference) and x.weights.sum() == len(mixed)
+
+
+def test_the_stored_sample_keeps_every_number_and_type_exactly() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "f32": rng.choice([0.221, 0.265, 0.3], 200).astype(np.float32),
+        "thirds": rng.integers(1, 100, 200) / 3.0,
+        "tiny": rng.normal(size=200) * 1e-12,
+        "area": rng.choice(["415", "408", "510"], 200),
+        "when": pd.date_range("2024-01-01", periods=200, freq="37min", tz="UTC"),
+        "flag": rng.random(200) < 0.5,
+    })
+    kinds = {"f32": "numeric", "thirds": "numeric", "tiny": "numeric", "area": "categorical",
+             "when": "numeric", "flag": "categorical"}
+    back = MonitoringReference.from_json(build_reference(frame, kinds).to_json())
+    assert back.sample is not None and back.sample_exact
+    expected = build_reference(frame, kinds).sample
+    pd.testing.assert_frame_equal(back.sample, expected)
+    assert back.columns["f32"].float32 and not back.columns["thirds"].float32  # type: ignore[union-attr]
+
+
+def test_a_version_1_reference_reads_its_rounded_sample_and_says_so(mixed: pd.DataFrame) -> None:
+    kinds = {"x": "numeric", "colour": "categorical"}
+    raw = json.loads(build_reference(mixed, kinds).to_json())
+    sample = mixed[["x", "colour"]]
+    raw.pop("sample_parquet")
+    raw["version"] = 1
+    raw["sample"] = json.loads(sample.to_json(orient="split", index=False))  # 10 decimals
+    back = MonitoringReference.from_json(json.dumps(raw))
+    assert back.sample is not None and not back.sample_exact
+    assert back.sample["x"].tolist() == like_stored_sample(sample)["x"].tolist()
+    assert back.sample["x"].tolist() != sample["x"].tolist()
+
+
+def test_permutation_importances_are_kept_as_shares_of_their_positive_total(
+        mixed: pd.DataFrame) -> None:
+    ref = build_reference(mixed, {"x": "numeric", "count": "numeric"},
+                          importance={"x": 0.3, "count": 0.1, "noise": -0.02})
+    back = MonitoringReference.from_json(ref.to_json())
+    assert back.importance == pytest.approx({"x": 0.75, "count": 0.25, "noise": 0.0})
+    assert importance_shares({"a": -0.1, "b": 0.0}) is None
+    assert build_reference(mixed, {"x": "numeric"}).importance is None
