@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,31 @@ class ChaosClassifier(ClassifierMixin, BaseEstimator):
         if rate and random.random() < rate:
             raise RuntimeError("chaos: injected failure")
         return self.model_.predict_proba(x)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
+class SlowClassifier(ClassifierMixin, BaseEstimator):
+    """Computes for ``seconds`` in fit (a long fit in Python, as a big model's is), then
+    predicts like WeakClassifier."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+
+    def fit(self, x: Any, y: Any) -> SlowClassifier:
+        end = time.perf_counter() + self.seconds
+        block = np.ones((64, 64))
+        while time.perf_counter() < end:
+            block = np.tanh(block @ block / 64)
+        self.classes_ = np.unique(y)
+        self.centre_ = float(np.nanmean(np.asarray(x, dtype=float)[:, 0]))
+        return self
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        score = expit(np.nan_to_num(x[:, 0], nan=self.centre_) - self.centre_)
+        return np.column_stack([1 - score, score])
 
     def predict(self, x: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(x).argmax(axis=1)]

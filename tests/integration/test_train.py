@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -18,6 +22,7 @@ from flywheel.core.errors import DataValidationError, TrainingError
 from tests.conftest import CHURN, DIAMONDS
 
 FAST = {"cv_folds": 3, "search": {"trials": 4, "seed": 0}}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_project(root: Path, *, data: Path = CHURN, target: str = "churn",
@@ -174,3 +179,99 @@ def test_train_cli_rejects_a_bad_budget_and_an_unknown_learner(
     assert main(["train", "--config", str(tmp_path), "--trials", "0"]) == 2
     assert main(["train", "--config", str(tmp_path)]) == 2
     assert "unknown learner 'xgboost'" in capsys.readouterr().err
+
+
+def test_a_resumed_study_is_said_and_each_trial_is_logged_once(trained: tuple) -> None:
+    project, first, second = trained
+    assert not any("resumed" in note for note in first.notes)
+    assert any("resumed study" in note and "4 trial(s)" in note for note in second.notes)
+    assert (second.resumed_trials, second.new_trials) == (4, 2)
+    client = mlflow.MlflowClient(project.registry().tracking_uri)
+    experiment = client.get_run(first.run_id).info.experiment_id
+    numbers = {}
+    for parent in (first.run_id, second.run_id):
+        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+        numbers[parent] = sorted(int(c.data.tags["flywheel.trial"]) for c in children)
+    assert numbers == {first.run_id: [0, 1, 2, 3], second.run_id: [4, 5]}
+
+
+def test_parent_runs_are_named_for_the_version_and_the_time(trained: tuple) -> None:
+    project, first, second = trained
+    client = mlflow.MlflowClient(project.registry().tracking_uri)
+    names = [client.get_run(r.run_id).info.run_name for r in (first, second)]
+    pattern = rf"^{project.spec.name} v(\d) \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d$"
+    assert [re.match(pattern, n).group(1) for n in names] == ["1", "2"]  # type: ignore[union-attr]
+
+
+def test_the_summary_says_how_long_each_phase_took(trained: tuple) -> None:
+    _, first, _ = trained
+    assert list(first.phases) == ["validation", "search", "refit", "gates", "registration",
+                                  "card"]
+    assert all(seconds >= 0 for seconds in first.phases.values())
+    assert sum(first.phases.values()) <= first.duration_s
+
+
+def test_a_study_that_holds_its_trials_registers_nothing_new_unless_asked(
+        trained: tuple) -> None:
+    project, _, second = trained
+    again = project.train(trials=6)
+    assert not again.registered and again.version.version == "2"
+    assert any("nothing registered" in note and "--register-again" in note
+               for note in again.notes)
+    assert [v.version for v in project.registry().versions()] == ["2", "1"]
+    forced = project.train(trials=6, register_again=True)
+    assert forced.registered and forced.version.version == "3"
+    assert forced.params == second.params
+
+
+def test_training_writes_nothing_outside_the_workspace(tmp_path: Path) -> None:
+    make_project(tmp_path, training={"learners": ["linear"]})
+    before = {p.name for p in tmp_path.iterdir()}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "flywheel.cli.main", "train", "--trials", "2"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert {p.name for p in tmp_path.iterdir()} == before | {".flywheel"}
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_timeout_without_a_trial_count_searches_until_the_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_project(tmp_path, training={"learners": ["linear"]})  # the spec says 4 trials
+    assert main(["train", "--config", str(tmp_path), "--timeout", "6"]) == 0
+    out = capsys.readouterr().out
+    (run,) = _train_runs(tmp_path)
+    assert run.data.params["search.trials"] == "None"  # type: ignore[attr-defined]
+    complete = re.search(r"trials: (\d+) complete, (\d+) pruned", out)
+    assert complete and int(complete.group(1)) + int(complete.group(2)) > 4, out
+    assert re.search(r"search \d+\.\d s \(budget 6 s, the budget ended it\)", out), out
+
+
+def test_too_good_results_are_warned_about_naming_the_feature(tmp_path: Path) -> None:
+    frame = _loans_like(1500)
+    project = make_project(tmp_path, target="grade", frame=frame,
+                           training={"search": {"trials": 2, "seed": 0}})
+    result = project.train()
+    assert result.holdout_metrics["roc_auc"] > 0.99
+    assert any("near perfect" in w and "interest_rate" in w for w in result.warnings)
+    assert any("one feature, interest_rate, carries" in w for w in result.warnings)
+    tags = project.registry().version_info(result.version.version).tags
+    assert "interest_rate" in json.loads(tags["flywheel.warnings"])[0]
+
+
+def _loans_like(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    score, dti = rng.normal(690, 50, n), rng.uniform(0, 40, n)
+    rate = np.round((13 - 0.05 * (score - 690) + 0.1 * (dti - 20)
+                     + rng.normal(0, 2.5, n)).clip(5, 30), 2)
+    grade = np.array(list("ABCDEFG"))[np.digitize(rate, [8, 11, 14, 17, 20, 24])]
+    return pd.DataFrame({"interest_rate": rate, "grade": grade, "dti": dti,
+                         "credit_score": score, "annual_income": rng.lognormal(11, 0.5, n)})
+
+
+def _train_runs(root: Path) -> list[object]:
+    registry = Project.load(root).registry()
+    client = mlflow.MlflowClient(registry.tracking_uri)
+    experiment = client.get_experiment_by_name(registry.experiment).experiment_id
+    return [r for r in client.search_runs([experiment]) if "flywheel.study" in r.data.tags
+            and "mlflow.parentRunId" not in r.data.tags]

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -46,6 +47,15 @@ def wait_for_trials(root: Path, count: int, timeout: float = 120) -> None:
     raise AssertionError(f"fewer than {count} trials finished in {timeout} s")
 
 
+def train_runs(project: Project) -> list[mlflow.entities.Run]:
+    """The parent runs of `flywheel train` (not trials, not monitoring runs)."""
+    registry = project.registry()
+    client = mlflow.MlflowClient(registry.tracking_uri)
+    experiment = client.get_experiment_by_name(registry.experiment).experiment_id
+    return [r for r in client.search_runs([experiment], "tags.`flywheel.study` != ''")
+            if "mlflow.parentRunId" not in r.data.tags]
+
+
 def test_killed_search_resumes_where_it_stopped(tmp_path: Path) -> None:
     project = make_project(tmp_path, training={"search": {"trials": 40, "seed": 0,
                                                           "pruning": False}})
@@ -57,6 +67,10 @@ def test_killed_search_resumes_where_it_stopped(tmp_path: Path) -> None:
     kept = {t.number: t.params for t in before if t.state == TrialState.COMPLETE}
     assert 3 <= len(kept) < 40
     assert project.registry().versions() == []  # nothing half-registered
+    (killed,) = train_runs(project)
+    assert killed.info.status == "RUNNING"
+    holder = tmp_path / ".flywheel" / "locks" / "train.holder"
+    assert str(proc.pid) in holder.read_text()
 
     result = Project.load(tmp_path).train(trials=len(before) + 3)
     after = study_trials(tmp_path)
@@ -64,6 +78,13 @@ def test_killed_search_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert all(t.state != TrialState.RUNNING for t in after)  # the killed trial is marked failed
     assert len(after) == len(before) + 3
     assert result.version.version == "1"
+    # The next start closed what the killed process left open, and said so.
+    runs = {r.info.run_id: r for r in train_runs(project)}
+    assert runs[killed.info.run_id].info.status == "KILLED"
+    assert "killed" in runs[killed.info.run_id].data.tags["flywheel.error"]
+    assert any(killed.info.run_id in note and "KILLED" in note for note in result.notes)
+    assert any(f"pid {proc.pid}" in note and "killed" in note for note in result.notes)
+    assert not holder.exists()
 
 
 def test_ctrl_c_keeps_the_study_and_registers_nothing(tmp_path: Path) -> None:
@@ -77,12 +98,7 @@ def test_ctrl_c_keeps_the_study_and_registers_nothing(tmp_path: Path) -> None:
     assert len([t for t in study_trials(tmp_path) if t.state == TrialState.COMPLETE]) >= 2
     registry = project.registry()
     assert registry.versions() == []
-    import mlflow
-
-    client = mlflow.MlflowClient(registry.tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(registry.experiment).experiment_id],
-                              f"tags.mlflow.runName = 'train-{project.spec.name}'")
-    assert [r.info.status for r in runs] == ["KILLED"]
+    assert [r.info.status for r in train_runs(project)] == ["KILLED"]
 
 
 def test_parallel_trials_share_one_study(tmp_path: Path) -> None:

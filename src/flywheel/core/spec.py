@@ -131,16 +131,25 @@ class CustomLearnerSpec(_Section):
 
 
 class SearchSpec(_Section):
-    trials: int = Field(30, ge=1)
-    """Number of Optuna trials."""
+    trials: int | None = Field(30, ge=1)
+    """Number of Optuna trials in the study (a rerun resumes it); null: as many as fit in
+    timeout_seconds."""
     timeout_seconds: float | None = Field(None, gt=0)
-    """Wall-clock budget of the search; whichever of trials and timeout comes first ends it."""
+    """Wall-clock budget of the search, a hard limit: a trial still running at the deadline is
+    stopped. Whichever of trials and timeout comes first ends the search."""
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     parallel: int = Field(1, ge=1, le=64)
     """Trials run at once, in separate processes sharing the study storage."""
     seed: int = 0
     pruning: bool = True
     """Stop unpromising trials early on their per-fold scores."""
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> SearchSpec:
+        if self.trials is None and self.timeout_seconds is None:
+            raise ValueError("trials: null searches until timeout_seconds, which is null too; "
+                             "set a number of trials or a time budget")
+        return self
 
 
 class TrainingSpec(_Section):

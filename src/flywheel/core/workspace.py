@@ -35,6 +35,9 @@ class Workspace:
     def __init__(self, project_root: str | Path) -> None:
         self.project_root = Path(project_root).resolve()
         self.root = self.project_root / WORKSPACE_DIR
+        self.stale_holders: dict[str, str] = {}
+        """Per lock name, the holder a killed process left behind when this one took the lock
+        (``lock`` replaces the file; the caller says what was recovered)."""
 
     # Layout. At scale the database paths become server URIs; see the spec.
     @property
@@ -106,6 +109,8 @@ class Workspace:
         except Timeout:
             raise WorkspaceBusyError(name, _read_holder(holder_path),
                                      time.monotonic() - started) from None
+        if holder_path.exists():  # we hold the lock, so whoever wrote this died holding it
+            self.stale_holders[name] = _read_holder(holder_path)
         try:
             atomic_write_text(holder_path, json.dumps({
                 "pid": os.getpid(),

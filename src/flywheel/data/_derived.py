@@ -26,7 +26,7 @@ from flywheel.core.spec import Task
 NEAR_DETERMINISTIC_R2 = 0.99
 """Out-of-sample R² of the target from at most three columns that counts as near-deterministic."""
 SUSPECT_SCORE = 0.9
-"""A single column scoring this high on ``leakage_score`` (but under the leakage limit) is flagged."""
+"""A single column scoring this on ``leakage_score`` (under the leakage limit) is flagged."""
 _SAMPLE_ROWS = 2000
 _MAX_COLUMNS = 80  # pairs grow with the square of the columns: 80 columns are 3,160 pairs
 _ONE_HOT_LEVELS = 5
@@ -35,12 +35,14 @@ Basis = list[np.ndarray]
 
 
 def near_deterministic_combinations(frame: pd.DataFrame, target: str, columns: list[str], *,
-                                    task: Task, seed: int = 0) -> list[tuple[tuple[str, ...], float]]:
+                                    task: Task, seed: int = 0
+                                    ) -> list[tuple[tuple[str, ...], float]]:
     """Sets of one to three of ``columns`` from which a numeric target is almost exactly
     computed (out-of-sample R² at least ``NEAR_DETERMINISTIC_R2``), best first.
 
-    A set is reported only if none of its subsets already reaches the limit. Classification targets are not searched: a class is not a
-    smooth function, and training's warnings cover what slips through.
+    A set is reported only if none of its subsets already reaches the limit. Classification
+    targets are not searched: a class is not a smooth function, and training's warnings cover
+    what slips through.
     """
     if task != "regression" or len(columns) < 2:
         return []
@@ -61,8 +63,9 @@ def near_deterministic_combinations(frame: pd.DataFrame, target: str, columns: l
         return _cross_fitted_r2(_design([bases[c] for c in group]), y, half)
 
     single = {c: score((c,)) for c in names}
-    found = {(c,): r2 for c, r2 in single.items() if r2 >= NEAR_DETERMINISTIC_R2}
-    pairs = {pair: score(pair) for pair in itertools.combinations(names, 2)
+    found: dict[tuple[str, ...], float] = {
+        (c,): r2 for c, r2 in single.items() if r2 >= NEAR_DETERMINISTIC_R2}
+    pairs: dict[tuple[str, ...], float] = {pair: score(pair) for pair in itertools.combinations(names, 2)
              if not any((c,) in found for c in pair)}
     found.update({p: r2 for p, r2 in pairs.items() if r2 >= NEAR_DETERMINISTIC_R2})
     # A third column is tried with the best pairs, and with the pairs whose columns explain
@@ -117,7 +120,7 @@ def _basis(s: pd.Series, y: np.ndarray, half: np.ndarray) -> Basis:
 
 def _standard(x: np.ndarray) -> np.ndarray:
     spread = float(x.std())
-    return (x - x.mean()) / spread if spread > 0 else x - x.mean()
+    return np.asarray((x - x.mean()) / spread if spread > 0 else x - x.mean(), dtype=float)
 
 
 def _design(bases: list[Basis]) -> np.ndarray:

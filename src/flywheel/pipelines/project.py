@@ -141,19 +141,25 @@ class Project:
     def train(self, data: str | Path | None = None, *, trials: int | None = None,
               timeout: float | None = None, seed: int | None = None,
               on_trial: Callable[[TrialProgress], None] | None = None,
-              on_stage: Callable[[str], None] | None = None) -> TrainResult:
+              on_stage: Callable[[str], None] | None = None, until_budget: bool = False,
+              register_again: bool = False) -> TrainResult:
         """Validate, search, evaluate, track and register a model; see ``pipelines.train``.
 
-        ``trials``, ``timeout`` and ``seed`` override the spec's search settings for this run.
+        ``trials``, ``timeout`` and ``seed`` override the spec's search settings for this run;
+        ``until_budget`` without ``trials`` searches until the time budget, however many
+        trials fit. ``register_again`` registers a study's best model even when it is
+        registered already.
         """
         # Imported here, not at the top: MLflow, Optuna and LightGBM take seconds to import,
         # and `flywheel validate` must not pay for them.
         from flywheel.pipelines.train import train_project, with_overrides
 
-        spec = with_overrides(self.spec, trials=trials, timeout=timeout, seed=seed)
+        spec = with_overrides(self.spec, trials=trials, timeout=timeout, seed=seed,
+                              until_budget=until_budget)
         project = Project(spec)
         project._schema = self._schema
-        return train_project(project, data=data, on_trial=on_trial, on_stage=on_stage)
+        return train_project(project, data=data, on_trial=on_trial, on_stage=on_stage,
+                             register_again=register_again)
 
     def registry(self) -> MlflowRegistry:
         """The project's MLflow tracking server and model registry."""

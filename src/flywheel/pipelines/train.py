@@ -8,27 +8,26 @@ next `flywheel train` resumes it).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import datetime as dt
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from optuna.trial import FrozenTrial
-from sklearn.pipeline import Pipeline
-
 from flywheel._version import __version__
 from flywheel.core._crashpoints import crash_point
 from flywheel.core.errors import ConfigError, DataValidationError
 from flywheel.core.spec import ProjectSpec
-from flywheel.data import DataSchema, fingerprint_frame, profile_frame, validate_frame
-from flywheel.evaluation import GateReport, check_gates_config, compute_metrics, get_metric
-from flywheel.features import FEATURE_TRUSTED_TYPES, build_feature_pipeline
+from flywheel.data import fingerprint_frame, profile_frame, validate_frame
+from flywheel.evaluation import (
+    GateReport,
+    check_gates_config,
+    compute_metrics,
+    get_metric,
+    permutation_importances,
+)
+from flywheel.features import FEATURE_TRUSTED_TYPES
 from flywheel.pipelines._compile import compile_for_serving
 from flywheel.pipelines._gating import (
     GATES_ARTIFACT,
@@ -38,6 +37,29 @@ from flywheel.pipelines._gating import (
     train_rows_record,
 )
 from flywheel.pipelines._monitoring_reference import log_monitoring_reference
+from flywheel.pipelines._too_good import too_good_warnings
+from flywheel.pipelines._train_parts import (
+    balance,
+    digest,
+    git_commit,
+    log_trial,
+    predict_holdout,
+    refit,
+    spec_hash_of,
+    target_range,
+    time_order_of,
+)
+from flywheel.pipelines._train_result import TrainResult, nothing_new
+from flywheel.pipelines._train_runs import (
+    TAG_BEST_TRIAL,
+    TAG_STUDY,
+    PhaseClock,
+    close_abandoned_runs,
+    logged_trials,
+    process_tags,
+    registered_best,
+    run_name,
+)
 from flywheel.pipelines.promote import (
     audit_log,
     promote_version,
@@ -47,8 +69,6 @@ from flywheel.pipelines.promote import (
 from flywheel.registry import MlflowRegistry, ModelVersionInfo
 from flywheel.training import (
     SearchProblem,
-    SearchResult,
-    TargetEncoding,
     TrialProgress,
     cv_folds,
     default_n_jobs,
@@ -56,44 +76,27 @@ from flywheel.training import (
     holdout_split,
     resolve_learners,
     run_search,
+    study_progress,
 )
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What one `flywheel train` produced."""
-
-    version: ModelVersionInfo
-    run_id: str
-    study_name: str
-    learner: str
-    params: dict[str, Any]
-    metric: str
-    cv_metrics: dict[str, float]
-    holdout_metrics: dict[str, float]
-    trials: dict[str, int]
-    """Counts of trials by state (complete, pruned, fail)."""
-    rows: dict[str, int]
-    """Rows used: search (cross-validated) and holdout."""
-    data_fingerprint: str
-    duration_s: float
-    gates: GateReport | None = None
-    """Every gate's result; the version's tags and gates.json hold the same."""
-    promoted: bool = False
-    """Whether promotion.auto made this version champion after it passed every gate."""
-    card_error: str | None = None
-    """Why the model card could not be written, if it could not (training still counts)."""
+__all__ = ["TrainResult", "train_project", "with_overrides"]
 
 
 def with_overrides(spec: ProjectSpec, *, trials: int | None = None, timeout: float | None = None,
-                   seed: int | None = None) -> ProjectSpec:
-    """The spec with command-line overrides of the search budget applied (for one run)."""
+                   seed: int | None = None, until_budget: bool = False) -> ProjectSpec:
+    """The spec with command-line overrides of the search budget applied (for one run).
+
+    ``until_budget`` (a timeout given without a trial count) lifts the trial count, so the
+    search runs until the time budget.
+    """
     search = spec.training.search
-    updates = {k: v for k, v in (("trials", trials), ("timeout_seconds", timeout),
-                                 ("seed", seed)) if v is not None}
+    updates: dict[str, Any] = {k: v for k, v in (("trials", trials), ("timeout_seconds", timeout),
+                                                 ("seed", seed)) if v is not None}
+    if until_budget and trials is None:
+        updates["trials"] = None
     if not updates:
         return spec
     checked = type(search).model_validate({**search.model_dump(), **updates})
@@ -105,8 +108,13 @@ def with_overrides(spec: ProjectSpec, *, trials: int | None = None, timeout: flo
 
 def train_project(project: Project, *, data: str | Path | None = None,
                   on_trial: Callable[[TrialProgress], None] | None = None,
-                  on_stage: Callable[[str], None] | None = None) -> TrainResult:
+                  on_stage: Callable[[str], None] | None = None,
+                  register_again: bool = False) -> TrainResult:
     """Train, evaluate, track and register a model for ``project``.
+
+    When the study already holds its trials and its best trial's model is registered, nothing
+    is trained or registered (the result says so, with that version) unless
+    ``register_again``.
 
     Raises:
         DataValidationError: If the data fails the validation gate.
@@ -114,14 +122,16 @@ def train_project(project: Project, *, data: str | Path | None = None,
         ConfigError: For an invalid learner, metric or positive class.
     """
     started = time.monotonic()
+    started_at = dt.datetime.now(dt.UTC)
     stage = on_stage or (lambda _: None)
+    clock = PhaseClock(stage)
     spec, schema, workspace = project.spec, project.schema, project.workspace
     metric = get_metric(spec.target.task, spec.training.metric)
     check_gates_config(spec.gates, spec.target.task, metric.name)
     learners = {learner.name: learner for learner in resolve_learners(spec.training)}
     source = str(data) if data is not None else spec.data.path
     with workspace.lock("train", command="flywheel train"):
-        stage("Reading and validating the data")
+        clock.start("validation", "Reading and validating the data")
         frame = project.load_data(data)
         report = validate_frame(frame, schema, spec.validation, source=source)
         if not report.ok:
@@ -135,7 +145,7 @@ def train_project(project: Project, *, data: str | Path | None = None,
         fingerprint = fingerprint_frame(frame)
         features = schema.feature_columns
         y, encoding = encode_target(frame[schema.target], spec.target)
-        time_order = _time_order(frame, spec)
+        time_order = time_order_of(frame, spec)
         seed = spec.training.search.seed
         search_rows, holdout_rows = holdout_split(
             y, task=spec.target.task, fraction=spec.training.holdout_fraction,
@@ -145,43 +155,69 @@ def train_project(project: Project, *, data: str | Path | None = None,
         y_search, y_holdout = y[search_rows], y[holdout_rows]
         folds = cv_folds(y_search, task=spec.target.task, k=spec.training.cv_folds, seed=seed,
                          time_order=None if time_order is None else time_order[search_rows])
-        spec_hash = _spec_hash(spec)
-        study_name = f"{spec.name}-{_digest(spec_hash, fingerprint, schema.model_dump_json())}"
+        spec_hash = spec_hash_of(spec)
+        study_name = f"{spec.name}-{digest(spec_hash, fingerprint, schema.model_dump_json())}"
         problem = SearchProblem(
             frame=x_search, y=y_search, folds=folds, schema=schema, spec=spec,
             metric_name=metric.name, storage_url=f"sqlite:///{workspace.optuna_db}",
             study_name=study_name, n_jobs=default_n_jobs(spec.training.search.parallel),
         )
         registry = MlflowRegistry.for_project(spec, workspace)
+        notes = close_abandoned_runs(registry, workspace, workspace.stale_holders.get("train"))
+        finished, best_trial = study_progress(problem)
+        total = spec.training.search.trials
+        if finished and total is not None and finished >= total and best_trial is not None \
+                and not register_again:
+            existing = registered_best(registry, study_name, best_trial)
+            if existing is not None:
+                return nothing_new(existing, study_name, finished, best_trial, notes,
+                                   clock, started, rows=(len(x_search), len(x_holdout)),
+                                   fingerprint=fingerprint)
         tags = {
             "flywheel.data_fingerprint": fingerprint,
             "flywheel.spec_hash": spec_hash,
             "flywheel.version": __version__,
             "flywheel.task": spec.target.task,
             "flywheel.metric": metric.name,
-            "flywheel.study": study_name,
+            TAG_STUDY: study_name,
             "flywheel.classes": json.dumps(list(encoding.classes)),
-            **({"flywheel.git_commit": commit} if (commit := _git_commit(spec.root)) else {}),
+            **({"flywheel.git_commit": commit} if (commit := git_commit(spec.root)) else {}),
         }
         search_settings = spec.training.search.model_dump()
-        with registry.parent_run(f"train-{spec.name}", tags=tags,
+        with registry.parent_run(run_name(spec.name, started_at),
+                                 tags={**tags, **process_tags(workspace)},
                                  params={"metric": metric.name, **{f"search.{k}": v for k, v in
                                                                    search_settings.items()}}
                                  ) as run_id:
             registry.log_dataset(run_id, frame, name=Path(source).name, fingerprint=fingerprint)
-            stage("Searching")
+            if finished:
+                notes.append(f"resumed study {study_name}: {finished} trial(s) finished in "
+                             "earlier runs count toward this one's"
+                             + (f" {total}" if total is not None else " budget")
+                             + " and are not logged again")
+            clock.start("search", f"Searching (resuming {finished} earlier trial(s))"
+                        if finished else "Searching")
             result = run_search(problem, on_trial=on_trial,
-                                record=lambda trial: _log_trial(registry, run_id, trial))
-            stage(f"Refitting {result.learner} on {len(x_search):,} rows")
+                                recorded=logged_trials(registry, study_name),
+                                record=lambda trial: log_trial(registry, run_id, trial,
+                                                               study_name))
+            clock.start("refit", f"Refitting {result.learner} on {len(x_search):,} rows")
             learner = learners[result.learner]
-            model = _refit(x_search, y_search, schema, spec, learner, result)
-            holdout_prediction = _predict(model, x_holdout, spec.target.task)
+            model = refit(x_search, y_search, schema, spec, learner, result)
+            holdout_prediction = predict_holdout(model, x_holdout, spec.target.task)
             holdout = compute_metrics(spec.target.task, y_holdout, holdout_prediction)
+            warnings = too_good_warnings(
+                spec.target.task, holdout, permutation_importances(
+                    model, x_holdout, y_holdout, task=spec.target.task, metric=metric.name,
+                    seed=seed), schema)
             metrics = {**{f"cv_{k}": v for k, v in result.cv_metrics.items()},
                        **{f"holdout_{k}": v for k, v in holdout.items()}}
             registry.log_metrics(run_id, metrics)
             registry.set_tags(run_id, {"flywheel.learner": result.learner,
-                                       "flywheel.best_params": json.dumps(result.params)})
+                                       "flywheel.best_params": json.dumps(result.params),
+                                       TAG_BEST_TRIAL: str(result.best_number),
+                                       **({"flywheel.warnings": json.dumps(warnings)}
+                                          if warnings else {})})
             registry.log_artifact_text(run_id, "schema.yaml", schema.to_yaml())
             registry.log_artifact_text(run_id, "profile.json", profile_frame(frame, schema).to_json())
             registry.log_artifact_text(run_id, "model_meta.json", json.dumps({
@@ -194,19 +230,19 @@ def train_project(project: Project, *, data: str | Path | None = None,
                                      y_holdout=y_holdout, prediction=holdout_prediction,
                                      seed=seed, model=model, holdout=x_holdout,
                                      metric=metric.name)
-            stage("Running the gates")
+            clock.start("gates", "Running the gates")
             compiled, compiled_tags = compile_for_serving(model, schema, spec.target.task,
                                                           x_holdout)
             gates = gate_candidate(
                 spec=spec, schema=schema, registry=registry, model=model, frame=frame,
                 holdout_rows=holdout_rows, y_holdout=y_holdout, prediction=holdout_prediction,
                 metric=metric.name, holdout_metrics=holdout, cv_metrics=result.cv_metrics,
-                classes=tuple(encoding.classes), target_range=_target_range(y_search, spec),
+                classes=tuple(encoding.classes), target_range=target_range(y_search, spec),
                 compiled=compiled, on_gate=lambda name: stage(f"Running the gates: {name}"))
             registry.log_artifact_text(run_id, GATES_ARTIFACT, gates.to_json())
             registry.log_artifact_text(run_id, TRAIN_ROWS_ARTIFACT,
                                        train_rows_record(x_search, features))
-            stage("Logging and registering the model")
+            clock.start("registration", "Logging and registering the model")
             logged = registry.log_model(
                 run_id, model, input_example=x_holdout.head(5),
                 allow_pickle=spec.training.allow_pickle,
@@ -214,11 +250,14 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 pyfunc_predict_fn="predict" if spec.target.task == "regression" else "predict_proba",
             )
             version_tags = {**tags, "flywheel.learner": result.learner,
+                            TAG_BEST_TRIAL: str(result.best_number),
+                            **({"flywheel.warnings": json.dumps(warnings)} if warnings else {}),
                             **{f"flywheel.{k}": f"{v:.6g}" for k, v in metrics.items()},
                             **gates.tags(),
                             **compiled_tags}
             version = _register(project, registry, logged, version_tags, gates)
-            stage("Writing the model card")
+            registry.rename_run(run_id, run_name(spec.name, started_at, version.version))
+            clock.start("card", "Writing the model card")
             card_error = _write_card(
                 registry=registry, run_id=run_id, version=version, spec=spec, model=model,
                 holdout=x_holdout, y=y_holdout, prediction=holdout_prediction,
@@ -230,11 +269,11 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 data={"fingerprint": fingerprint, "source": source, "rows": len(frame),
                       "search rows": len(x_search), "holdout rows": len(x_holdout),
                       "feature columns": len(features), "features": features,
-                      "target": schema.target, **_balance(y, encoding.classes)},
+                      "target": schema.target, **balance(y, encoding.classes)},
                 classes=tuple(encoding.classes))
     promoted = False
     if spec.promotion.auto and gates.passed and "champion" not in version.aliases:
-        stage("Promoting: every gate passed and promotion.auto is on")
+        clock.start("promotion", "Promoting: every gate passed and promotion.auto is on")
         promote_version(project, version.version, action="auto_promote", registry=registry,
                         evidence={"gates": gates.summary()})
         promoted = True
@@ -247,7 +286,10 @@ def train_project(project: Project, *, data: str | Path | None = None,
         holdout_metrics=holdout, trials=counts,
         rows={"search": len(x_search), "holdout": len(x_holdout)},
         data_fingerprint=fingerprint, duration_s=time.monotonic() - started,
-        gates=gates, promoted=promoted, card_error=card_error,
+        gates=gates, promoted=promoted, card_error=card_error, phases=clock.stop(),
+        resumed_trials=result.resumed, new_trials=result.new_trials,
+        budget_s=spec.training.search.timeout_seconds, deadline_hit=result.deadline_hit,
+        notes=tuple(notes), warnings=tuple(warnings),
     )
 
 
@@ -297,92 +339,3 @@ def _write_card(**kwargs: Any) -> str | None:
         kwargs["registry"].set_tags(kwargs["run_id"], {"flywheel.card_error": text})
         return text
     return None
-
-
-def _target_range(y: np.ndarray, spec: ProjectSpec) -> tuple[float, float] | None:
-    if spec.target.task != "regression" or len(y) == 0:
-        return None
-    return float(np.min(y)), float(np.max(y))
-
-
-def _balance(y: np.ndarray, classes: tuple[str, ...]) -> dict[str, str]:
-    if not classes:
-        return {"target range": f"{np.min(y):.4g} .. {np.max(y):.4g}"}
-    counts = np.bincount(y, minlength=len(classes))
-    shares = ", ".join(f"{c} {n / len(y):.1%}" for c, n in zip(classes, counts, strict=True))
-    return {"classes": shares}
-
-
-def _refit(x: pd.DataFrame, y: np.ndarray, schema: DataSchema, spec: ProjectSpec,
-           learner: Any, result: SearchResult) -> Pipeline:
-    params = dict(result.params)
-    if learner.early_stopping and result.n_estimators:
-        params["n_estimators"] = max(1, int(result.n_estimators))
-    features = build_feature_pipeline(schema, spec.features, task=spec.target.task,
-                                      scale_numeric=learner.scale_numeric)
-    matrix = features.fit_transform(x, y)
-    estimator = learner.build(params, spec.target.task, spec.training.search.seed,
-                              default_n_jobs(1))
-    estimator.fit(matrix, y)
-    return Pipeline([("features", features), ("model", estimator)])
-
-
-def _predict(model: Pipeline, x: pd.DataFrame, task: str) -> np.ndarray:
-    if task == "regression":
-        return np.asarray(model.predict(x), dtype=float)
-    return np.asarray(model.predict_proba(x), dtype=float)
-
-
-def _log_trial(registry: MlflowRegistry, run_id: str, trial: FrozenTrial) -> None:
-    """One finished trial as a child run: parameters, CV mean and std, duration, state."""
-    cv = trial.user_attrs.get("cv", {})
-    duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
-        if trial.datetime_complete and trial.datetime_start else 0.0
-    metrics = {f"cv_{k}": float(v) for k, v in cv.items() if v == v}
-    intermediate = trial.intermediate_values
-    if intermediate and not metrics:  # pruned: the running mean when it was stopped
-        metrics["cv_partial"] = float(intermediate[max(intermediate)])
-    registry.log_trial(
-        run_id, trial.number, params={"learner": trial.user_attrs.get("learner"), **trial.params},
-        metrics=metrics, state=trial.state.name.lower(), duration_s=duration,
-        error=trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason"),
-    )
-
-
-def _time_order(frame: pd.DataFrame, spec: ProjectSpec) -> np.ndarray | None:
-    column = spec.data.time_column
-    if column is None:
-        return None
-    values = frame[column]
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy()
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-
-
-def _spec_hash(spec: ProjectSpec) -> str:
-    """A hash of what decides the model (not the search budget, which only decides how long)."""
-    relevant = spec.model_dump(mode="json")
-    search = relevant["training"]["search"]
-    for key in ("trials", "timeout_seconds", "parallel"):
-        search.pop(key, None)
-    relevant.pop("tracking", None)
-    relevant.pop("gates", None)  # gates judge the model; they do not shape it
-    relevant.pop("promotion", None)
-    for section in ("monitoring", "rollout", "retraining"):  # they watch or ship the model
-        relevant.pop(section, None)
-    relevant.pop("name", None)
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
-
-
-def _git_commit(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

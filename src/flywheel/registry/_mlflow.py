@@ -45,7 +45,7 @@ from flywheel.registry._server import (
     is_server_uri,
     lost_connection,
 )
-from flywheel.registry._types import LoggedModel, ModelVersionInfo
+from flywheel.registry._types import LoggedModel, ModelVersionInfo, RunRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,13 +152,14 @@ class MlflowRegistry:
 
     def log_trial(self, parent_run_id: str, number: int, *, params: Mapping[str, Any],
                   metrics: Mapping[str, float], state: str, duration_s: float,
-                  error: str | None = None) -> str:
+                  error: str | None = None, tags: Mapping[str, str] | None = None) -> str:
         """Record one finished Optuna trial as a child run of ``parent_run_id``.
 
         Args:
             state: Optuna's state name (complete, pruned, fail); the run ends FINISHED,
                 KILLED or FAILED accordingly and keeps the name in tag ``flywheel.trial_state``.
             duration_s: How long the trial took; sets the run's start time before its end.
+            tags: More tags of the child run (such as the study it belongs to).
 
         Returns:
             The child run's id.
@@ -166,13 +167,13 @@ class MlflowRegistry:
         experiment_id = self._experiment_of(parent_run_id)
         end = int(time.time() * 1000)
         start = end - max(0, int(duration_s * 1000))
-        tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "flywheel.trial": str(number),
-                "flywheel.trial_state": state}
+        run_tags = {**(tags or {}), MLFLOW_PARENT_RUN_ID: parent_run_id,
+                    "flywheel.trial": str(number), "flywheel.trial_state": state}
         if error:
-            tags["flywheel.error"] = error
+            run_tags["flywheel.error"] = error
         run = self._call("log a trial", lambda: self._client.create_run(
             experiment_id, start_time=start, run_name=f"trial-{number}",
-            tags=_tag_values(tags)))
+            tags=_tag_values(run_tags)))
         run_id = run.info.run_id
         self._log_batch(run_id, params=_flatten(params),
                         metrics={**metrics, "duration_s": duration_s})
@@ -180,6 +181,36 @@ class MlflowRegistry:
         self._call("end a trial run", lambda: self._client.set_terminated(
             run_id, status=status, end_time=end))
         return str(run_id)
+
+    def find_runs(self, filter_string: str) -> list[RunRecord]:
+        """Runs of the experiment matching MLflow's ``filter_string``, newest first, such as
+        ``tags.`flywheel.study` = 'churn-1a2b'``."""
+        if self._store_missing():
+            return []
+        experiment_id = self._get_experiment_id()
+        runs: list[Any] = []
+        token: str | None = None
+        while True:
+            page = self._call("search runs", functools.partial(
+                self._client.search_runs, [experiment_id], filter_string, max_results=1000,
+                order_by=["start_time DESC"], page_token=token))
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+        return [RunRecord(run_id=r.info.run_id, name=r.info.run_name or "",
+                          status=r.info.status, tags=dict(r.data.tags),
+                          start_time=r.info.start_time) for r in runs]
+
+    def end_run(self, run_id: str, status: str, *, reason: str) -> None:
+        """End a run left open (by a process that was killed) with ``status``, the reason in
+        tag ``flywheel.error``."""
+        self._log_batch(run_id, tags={"flywheel.error": reason})
+        self._call("end the run", lambda: self._client.set_terminated(run_id, status=status))
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give the run a new display name."""
+        self._call("rename the run", lambda: self._client.update_run(run_id, name=name))
 
     def log_dataset(self, run_id: str, frame: pd.DataFrame, *, name: str, fingerprint: str,
                     context: str = "training", source: str | None = None) -> None:
@@ -231,6 +262,7 @@ class MlflowRegistry:
         except OSError as exc:
             raise RegistryError(f"cannot read artifact {relative_path!r} of run {run_id} "
                                 f"({exc}); the artifact store may be unavailable.") from exc
+
     def run_tags(self, run_id: str) -> dict[str, str]:
         """The tags of run ``run_id`` (``flywheel.error``, ``flywheel.card_error``, ...).
 

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Literal
 
-__all__ = ["LoggedModel", "ModelVersionInfo", "Serialization"]
+__all__ = ["LoggedModel", "ModelVersionInfo", "RunRecord", "Serialization"]
 
 Serialization = Literal["skops", "pickle"]
 
@@ -59,3 +59,22 @@ class ModelVersionInfo:
     created: dt.datetime
     status: str
     source: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One tracked run, as ``MlflowRegistry.find_runs`` lists it.
+
+    Attributes:
+        run_id: MLflow's run id.
+        name: The run's display name.
+        status: RUNNING, FINISHED, FAILED or KILLED.
+        tags: The run's tags.
+        start_time: When it started, in milliseconds since the epoch.
+    """
+
+    run_id: str
+    name: str
+    status: str
+    tags: Mapping[str, str]
+    start_time: int

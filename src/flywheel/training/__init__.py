@@ -10,6 +10,7 @@ from flywheel.training._search import (
     TrialProgress,
     default_n_jobs,
     run_search,
+    study_progress,
 )
 from flywheel.training._target import TargetEncoding, encode_target
 
@@ -26,4 +27,5 @@ __all__ = [
     "holdout_split",
     "resolve_learners",
     "run_search",
+    "study_progress",
 ]

@@ -4,6 +4,12 @@ The study lives in an RDB storage (``.flywheel/optuna.db`` by default) under a n
 from the data and the search-relevant spec, so running ``flywheel train`` again after an
 interruption resumes it. Parallel trials are separate processes optimizing the same study.
 
+The time budget is a deadline, not a hint: a trial still running when it passes is stopped
+(between LightGBM's boosting rounds or the learner's own Python steps, by ``SIGALRM`` in a
+process's main thread; elsewhere between folds). A stopped trial is pruned, or, while the
+study has no complete trial yet, completed on the folds it finished, so a short budget still
+yields a model.
+
 Feature pipelines are fitted once per fold (and per scaling need) and reused by every trial:
 they do not depend on the learner's hyper-parameters, and fitting them per fold keeps target
 encoding honest.
@@ -16,7 +22,7 @@ import inspect
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -31,6 +37,7 @@ from flywheel.evaluation import Metric, compute_metrics, get_metric, summarize
 from flywheel.features import build_feature_pipeline
 from flywheel.training._candidates import EARLY_STOPPING_ROUNDS, Learner, resolve_learners
 from flywheel.training._cv import Fold
+from flywheel.training._deadline import Deadline, alarm, cut_short
 
 try:
     from lightgbm import LGBMModel
@@ -62,7 +69,8 @@ class TrialProgress:
     """What the progress display shows after each trial."""
 
     finished: int
-    total: int
+    total: int | None
+    """The study's trial count; None: as many as the time budget allows."""
     best_value: float | None
     elapsed: float
     state: str
@@ -80,6 +88,15 @@ class SearchResult:
     n_estimators: int | None
     """Boosting rounds for the refit, from early stopping in the folds."""
     trials: list[optuna.trial.FrozenTrial]
+    best_number: int = -1
+    """The winning trial's number in the study."""
+    resumed: int = 0
+    """Finished trials the study already held when this search started (earlier runs)."""
+    new_trials: int = 0
+    """Trials this search (and its parallel workers) finished."""
+    deadline_hit: bool = False
+    """Whether the time budget ended the search (a running trial may have been stopped)."""
+    duration_s: float = 0.0
 
 
 class _FoldCache:
@@ -133,8 +150,12 @@ def _metric(problem: SearchProblem) -> Metric:
     return get_metric(problem.spec.target.task, problem.metric_name)
 
 
-def make_objective(problem: SearchProblem) -> Callable[[optuna.Trial], float]:
-    """The function Optuna maximizes or minimizes: the metric's mean across folds."""
+def make_objective(problem: SearchProblem, deadline: float | None = None
+                   ) -> Callable[[optuna.Trial], float]:
+    """The function Optuna maximizes or minimizes: the metric's mean across folds.
+
+    Past ``deadline`` (``time.time()``) a running trial stops; see the module docstring.
+    """
     spec = problem.spec.training
     task = problem.spec.target.task
     metric = _metric(problem)
@@ -153,14 +174,21 @@ def make_objective(problem: SearchProblem) -> Callable[[optuna.Trial], float]:
         best_rounds: list[int] = []
         try:
             for k in range(len(problem.folds)):
-                x_train, x_valid = cache.get(k, learner.scale_numeric)
                 train, valid = problem.folds[k]
                 y_train, y_valid = problem.y[train], problem.y[valid]
-                estimator = learner.build(params, task, spec.search.seed, problem.n_jobs)
-                rounds = _fit(estimator, learner, x_train, y_train, x_valid, y_valid)
+                try:
+                    if deadline is not None and time.time() >= deadline:
+                        raise Deadline
+                    with alarm(deadline):
+                        x_train, x_valid = cache.get(k, learner.scale_numeric)
+                        estimator = learner.build(params, task, spec.search.seed, problem.n_jobs)
+                        rounds = _fit(estimator, learner, x_train, y_train, x_valid, y_valid)
+                        prediction = _predict(estimator, x_valid, task, n_classes)
+                except Deadline:
+                    return cut_short(trial, k, fold_metrics, metric.name, len(problem.folds),
+                                     best_rounds)
                 if rounds is not None:
                     best_rounds.append(rounds)
-                prediction = _predict(estimator, x_valid, task, n_classes)
                 scores = compute_metrics(task, y_valid, prediction)
                 if not np.isfinite(scores[metric.name]):
                     raise TrainingError(f"{metric.name} is not finite on fold {k + 1}")
@@ -223,14 +251,33 @@ def mark_stale_trials_failed(study: optuna.Study) -> int:
     return len(stale)
 
 
+def study_progress(problem: SearchProblem) -> tuple[int, int | None]:
+    """(finished trials, the best trial's number or None) of the problem's study as stored,
+    without creating it."""
+    try:
+        study = optuna.load_study(study_name=problem.study_name, storage=problem.storage_url)
+    except KeyError:  # no such study yet
+        return 0, None
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    try:
+        return finished, study.best_trial.number
+    except ValueError:
+        return finished, None
+
+
 def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], None] | None = None,
                record: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-               n_trials: int | None = None, timeout: float | None = None) -> SearchResult:
+               recorded: Collection[int] = (), n_trials: int | None = None,
+               timeout: float | None = None) -> SearchResult:
     """Optimize until the study holds ``n_trials`` finished trials or ``timeout`` passes.
 
-    ``record`` is called once for every finished trial of the study (including those of earlier
-    runs and of parallel workers), as soon as this process sees it; the time it takes counts
-    against the budget.
+    ``timeout`` (seconds from now) is a deadline for the trials too; see the module docstring.
+    Without a trial count (``n_trials`` and the spec's ``trials`` None) the search runs until
+    the deadline.
+
+    ``record`` is called once for every finished trial of the study not in ``recorded`` (trial
+    numbers an earlier run logged), including those of parallel workers, as soon as this
+    process sees it; the time it takes counts against the budget.
 
     Raises:
         TrainingError: If no trial completed; the message carries the first error.
@@ -241,28 +288,29 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
     spec = problem.spec.training.search
     total = n_trials or spec.trials
     timeout = timeout if timeout is not None else spec.timeout_seconds
+    started = time.monotonic()
+    deadline = time.time() + timeout if timeout is not None else None
     study = make_study(problem, seed=spec.seed)
     mark_stale_trials_failed(study)
-    started = time.monotonic()
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    remaining = max(0, total - done)
+    remaining = 1 if total is None else max(0, total - done)
     workers: list[multiprocessing.process.BaseProcess] = []
     if remaining and spec.parallel > 1:
         ctx = multiprocessing.get_context("spawn")
         for index in range(1, spec.parallel):
-            proc = ctx.Process(target=_worker, args=(problem, spec.seed + index, total, timeout),
-                               daemon=True)
+            proc: multiprocessing.process.BaseProcess = ctx.Process(
+                target=_worker, args=(problem, spec.seed + index, total, deadline), daemon=True)
             proc.start()
             workers.append(proc)
 
-    recorded: set[int] = set()
+    seen: set[int] = set(recorded)
 
     def record_new(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         for t in finished:
-            if record is not None and t.number not in recorded:
+            if record is not None and t.number not in seen:
                 record(t)
-            recorded.add(t.number)
+            seen.add(t.number)
         return finished
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -272,27 +320,38 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
                                    time.monotonic() - started, trial.state.name.lower()))
 
     try:
-        if remaining:
-            study.optimize(make_objective(problem), timeout=timeout, catch=(Exception,),
-                           callbacks=[optuna.study.MaxTrialsCallback(total, states=None), report],
+        if remaining and (deadline is None or time.time() < deadline):
+            study.optimize(make_objective(problem, deadline), timeout=_left(deadline),
+                           catch=(Exception,), callbacks=[*_cap(total), report],
                            gc_after_trial=False)
         for proc in workers:
-            proc.join()
+            left = _left(deadline)
+            proc.join(timeout=None if left is None else left + 10)
         record_new(study)
     finally:
         for proc in workers:  # only still alive when the search was interrupted
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=10)
-    return _result(study, problem)
+    hit = deadline is not None and time.time() >= deadline
+    return _result(study, problem, resumed=done, timeout=timeout if hit else None,
+                   duration_s=time.monotonic() - started)
 
 
-def _worker(problem: SearchProblem, seed: int, total: int, timeout: float | None) -> None:
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.time())
+
+
+def _cap(total: int | None) -> list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]:
+    return [] if total is None else [optuna.study.MaxTrialsCallback(total, states=None)]
+
+
+def _worker(problem: SearchProblem, seed: int, total: int | None, deadline: float | None
+            ) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = make_study(problem, seed=seed)
-    study.optimize(make_objective(problem), timeout=timeout, catch=(Exception,),
-                   callbacks=[optuna.study.MaxTrialsCallback(total, states=None)],
-                   gc_after_trial=False)
+    study.optimize(make_objective(problem, deadline), timeout=_left(deadline),
+                   catch=(Exception,), callbacks=_cap(total), gc_after_trial=False)
 
 
 def _best_value(study: optuna.Study) -> float | None:
@@ -302,15 +361,22 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def _result(study: optuna.Study, problem: SearchProblem) -> SearchResult:
+def _result(study: optuna.Study, problem: SearchProblem, *, resumed: int,
+            timeout: float | None, duration_s: float) -> SearchResult:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         errors = [t.user_attrs.get("error") or t.system_attrs.get("fail_reason")
                   for t in trials if t.state == TrialState.FAIL]
-        first = next((e for e in errors if e), "no trial finished within the budget")
+        first = next((e for e in errors if e), None)
+        if first is None and timeout is not None:
+            raise TrainingError(
+                f"the time budget of {timeout:g} s ran out before the first trial finished "
+                "one cross-validation fold; raise --timeout (training.search.timeout_seconds) "
+                "or train on a sample.")
         raise TrainingError(
-            f"none of the {len(trials)} trial(s) completed; first error: {first}. Check the "
+            f"none of the {len(trials)} trial(s) completed; first error: "
+            f"{first or 'no trial finished within the budget'}. Check the "
             "learners and search space in flywheel.yaml, or raise the time budget."
         )
     best = study.best_trial
@@ -322,6 +388,9 @@ def _result(study: optuna.Study, problem: SearchProblem) -> SearchResult:
         best_value=float(best.value if best.value is not None else np.nan),
         cv_metrics=dict(best.user_attrs.get("cv", {})),
         n_estimators=best.user_attrs.get("n_estimators"), trials=trials,
+        best_number=best.number, resumed=resumed,
+        new_trials=sum(t.state in FINISHED for t in trials) - resumed,
+        deadline_hit=timeout is not None, duration_s=duration_s,
     )
 
 

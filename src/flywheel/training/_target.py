@@ -20,7 +20,7 @@ class TargetEncoding:
     """Label of each code; empty for regression."""
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        return np.asarray(self.classes, dtype=object)[codes]
+        return np.asarray(np.asarray(self.classes, dtype=object)[codes])
 
 
 def encode_target(y: pd.Series, target: TargetSpec) -> tuple[np.ndarray, TargetEncoding]:
