@@ -288,3 +288,24 @@ def test_the_two_most_important_inputs_times_3_alert_without_labels_and_exit_3(
     assert data["drift"]["share"] < 0.5 <= data["drift"]["weighted_share"]
     assert any("feature importance" in r for r in data["drift"]["reasons"])
     assert {"dataset_drift > 0", "multivariate_drift > 0"} <= {a["rule"] for a in data["alerts"]}
+
+
+def test_sentinel_values_near_the_float_limits_leak_no_numpy_warning_from_the_cli(
+        credit: Project, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    frame = pd.read_parquet(credit.spec.resolve(credit.spec.data.path)).sample(
+        800, random_state=3).astype({"income": float})
+    frame.iloc[:5, frame.columns.get_loc("income")] = 1.5e308
+    frame.iloc[5:10, frame.columns.get_loc("income")] = -1.5e308
+    path = tmp_path / "sentinels.csv"
+    frame.to_csv(path, index=False)
+    done = subprocess.run([sys.executable, "-m", "flywheel.cli.main", "monitor", "--config",
+                           str(_fresh(credit, tmp_path, "sentinels").spec.root), "--data",
+                           str(path), "--json", "--no-report"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert "Warning" not in done.stderr, done.stderr
+    data = json.loads(done.stdout)
+    assert done.returncode in (0, 3) and data["drift"] is not None
+    assert not [n for n in data["notes"] if "could not be computed" in n]

@@ -310,11 +310,14 @@ def _numeric_shares(ref: NumericReference, current: np.ndarray
     lo = min(float(ref.values[0]), float(current[0]))
     hi = max(float(ref.values[-1]), float(current[-1]))
     if hi <= lo:
-        hi = lo + 1.0
-    edges = np.linspace(lo, hi, _PLOT_BINS + 1)
+        hi = lo + abs(lo) * 1e-9 + 1.0
+    # Halved ends keep ``hi - lo`` finite when a window holds values near the float limits
+    # (sentinels such as 1e308): the edges then still increase, and nothing overflows.
+    edges = np.linspace(lo / 2, hi / 2, _PLOT_BINS + 1) * 2
+    edges[0], edges[-1] = lo, hi
     ref_hist = np.histogram(ref.values, edges, weights=ref.weights)[0]
     cur_hist = np.histogram(current, edges)[0]
-    centres = (edges[:-1] + edges[1:]) / 2
+    centres = edges[:-1] / 2 + edges[1:] / 2
     return (tuple(f"{c:.6g}" for c in centres),
             tuple(float(v) for v in ref_hist / max(ref_hist.sum(), 1)),
             tuple(float(v) for v in cur_hist / max(cur_hist.sum(), 1)))

@@ -74,7 +74,10 @@ def wasserstein_weighted(ref_values: np.ndarray, ref_weights: np.ndarray, curren
                          *, scale: float) -> float:
     """Wasserstein-1 distance divided by ``max(scale, 0.001)``; ``current`` sorted."""
     grid, f_ref, f_cur = _cdfs(ref_values, ref_weights, current)
-    area = float(np.sum(np.abs(f_ref - f_cur)[:-1] * np.diff(grid)))
+    gap = np.abs(f_ref - f_cur)[:-1]
+    with np.errstate(over="ignore"):  # values near the float limits: an infinite distance
+        widths = np.diff(grid / 2) * 2
+    area = float(np.sum(np.where(gap > 0, gap * widths, 0.0)))
     return area / max(scale, 0.001)
 
 

@@ -142,10 +142,13 @@ def _window_from_data(project: Project, registry: MlflowRegistry, info: ModelVer
     notes: list[str] = []
     if len(present) == len(version.features) and len(frame):
         inputs = frame[list(version.features)]
-        if version.task == "regression":
-            values = np.asarray(model.predict(inputs), dtype=float)
-        else:
-            proba = np.asarray(model.predict_proba(inputs), dtype=float)
+        # Extreme inputs (and some BLAS builds, spuriously) raise floating-point warnings in
+        # the model's arithmetic; a prediction that comes out NaN is handled downstream.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if version.task == "regression":
+                values = np.asarray(model.predict(inputs), dtype=float)
+            else:
+                proba = np.asarray(model.predict_proba(inputs), dtype=float)
     elif len(frame):
         notes.append("the file lacks some of the model's features: no predictions, so no "
                      "performance or prediction drift")

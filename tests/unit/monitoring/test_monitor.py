@@ -139,3 +139,25 @@ def test_the_default_retraining_triggers_hold_on_a_gross_shift_without_labels(
     quiet = monitor_window(mixed_window(make_mixed(3000, seed=1).sample(800, random_state=4)),
                            version, MonitoringSpec()).metrics
     assert not any(o.fired for o in evaluate_rules(RetrainingSpec().triggers, quiet))
+
+
+def test_values_near_the_float_limits_are_compared_without_a_numpy_warning(
+        version: MonitoredVersion) -> None:
+    import warnings
+
+    frame = make_mixed(800, seed=10)
+    proba = mixed_proba(frame)
+    frame.loc[frame.index[:5], "x"] = 1.5e308  # sentinels an upstream system writes
+    frame.loc[frame.index[5:10], "x"] = -1.5e308
+    frame.loc[frame.index[10:15], "count"] = 2**62
+    window = window_from_frame(frame.drop(columns=["label"]), features=MIXED_FEATURES,
+                               target="label", task="binary", classes=CLASSES, source="t",
+                               proba=proba)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = monitor_window(window, version, MonitoringSpec())
+    assert result.drift is not None and result.multivariate is not None
+    assert not any("could not be computed" in n for n in result.notes)
+    assert result.metrics["out_of_range_rate_max"] == pytest.approx(10 / 800)
+    x = result.drift.column("x")
+    assert x is not None and x.score == x.score and len(x.shares[0]) == 30
