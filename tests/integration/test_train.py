@@ -205,8 +205,8 @@ def test_parent_runs_are_named_for_the_version_and_the_time(trained: tuple) -> N
 
 def test_the_summary_says_how_long_each_phase_took(trained: tuple) -> None:
     _, first, _ = trained
-    assert list(first.phases) == ["validation", "search", "refit", "gates", "registration",
-                                  "card"]
+    assert list(first.phases) == ["validation", "tracking", "search", "refit", "gates",
+                                  "registration", "card"]
     assert all(seconds >= 0 for seconds in first.phases.values())
     assert sum(first.phases.values()) <= first.duration_s
 

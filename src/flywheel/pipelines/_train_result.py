@@ -39,7 +39,8 @@ class TrainResult:
     """False when the study already held its trials and its best model was registered as
     ``version``: nothing new was trained or registered."""
     phases: dict[str, float] = dataclasses.field(default_factory=dict)
-    """Seconds per phase (validation, search, refit, gates, registration, card), in order."""
+    """Seconds per phase (validation, tracking, search, refit, gates, registration, card,
+    promotion), in order."""
     resumed_trials: int = 0
     """Finished trials the study held from earlier runs (the search resumed it)."""
     new_trials: int = 0

@@ -162,6 +162,7 @@ def train_project(project: Project, *, data: str | Path | None = None,
             metric_name=metric.name, storage_url=f"sqlite:///{workspace.optuna_db}",
             study_name=study_name, n_jobs=default_n_jobs(spec.training.search.parallel),
         )
+        clock.start("tracking", "Opening the tracking store and the study")
         registry = MlflowRegistry.for_project(spec, workspace)
         notes = close_abandoned_runs(registry, workspace, workspace.stale_holders.get("train"))
         finished, best_trial = study_progress(problem)
