@@ -115,7 +115,8 @@ def _show(result: MonitorResult, as_json: bool) -> None:
     table.add_column("detail", overflow="fold")
     if result.drift is not None and result.drift.features:
         d = result.drift
-        table.add_row("drift", _flag(d.dataset_drift, f"{d.share:.0%} of columns"),
+        weighted = f", {d.weighted_share:.0%} of importance" if d.importance is not None else ""
+        table.add_row("drift", _flag(d.dataset_drift, f"{d.share:.0%} of columns{weighted}"),
                       ", ".join(d.drifted[:8]) + (" ..." if len(d.drifted) > 8 else ""))
         for c in d.columns:
             if c.role != "feature":
@@ -123,7 +124,8 @@ def _show(result: MonitorResult, as_json: bool) -> None:
                               f"{c.column}, {c.method}")
     if result.multivariate is not None:
         mv = result.multivariate
-        table.add_row("multivariate", _flag(mv.drifted, f"AUC {mv.roc_auc:.3f}"),
+        table.add_row("multivariate", _flag(mv.drifted, f"AUC {mv.roc_auc:.3f}, "
+                                                        f"p {mv.p_value:.2g}"),
                       ", ".join(c for c, _ in mv.top_columns[:3]))
     if result.quality is not None:
         q = m.get("schema_violations", 0)
