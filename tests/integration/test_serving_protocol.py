@@ -52,6 +52,10 @@ def test_tritonclient_defaults_send_and_get_binary_tensors_with_predicts_numbers
                          outputs=[triton.InferRequestedOutput("probabilities")])
     assert [o["name"] for o in asked.get_response()["outputs"]] == ["probabilities"]
     assert np.allclose(asked.as_numpy("probabilities"), expected, atol=1e-9)
+    for algorithm in ("gzip", "deflate"):  # the client's request compression
+        packed = client.infer(name, _triton_inputs(meta, records),
+                              request_compression_algorithm=algorithm)
+        assert np.allclose(packed.as_numpy("probabilities"), expected, atol=1e-9)
 
 
 def test_binary_data_that_does_not_add_up_gets_a_400_saying_why(served, rows) -> None:

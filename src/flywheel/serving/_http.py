@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,30 @@ class HttpError(Exception):
         if self.problems:
             payload["problems"] = self.problems
         return orjson.dumps(payload)
+
+
+def decoded_body(raw: bytes, encoding: bytes, limit: int) -> bytes:
+    """``raw`` decompressed as its ``Content-Encoding`` says (gzip, deflate; none: as is).
+
+    Raises:
+        HttpError: 415 for another encoding, 400 for data that does not decompress, 413 when
+            it decompresses to more than ``limit`` bytes.
+    """
+    name = encoding.strip().lower()
+    if not name or name == b"identity":
+        return raw
+    if name not in (b"gzip", b"deflate"):
+        raise HttpError(415, f"Content-Encoding {name[:20].decode('latin-1')!r} is not "
+                             "supported; send gzip, deflate or none")
+    inflater = zlib.decompressobj(wbits=31 if name == b"gzip" else 15)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise HttpError(400, f"the body is not valid {name.decode()} data: {exc}") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise HttpError(413, f"the request body decompresses to over the limit of {limit} "
+                             "bytes")
+    return body
 
 
 def not_allowed(method: str, path: str, allowed: list[str]) -> HttpError:

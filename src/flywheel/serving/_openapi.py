@@ -122,7 +122,8 @@ def _v2_paths(errors: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
                  "schema": body}}},
              "responses": {"200": _json("the requested outputs (binary ones after the JSON "
                                         "header when asked for)"),
-                           **errors, **missing, **unready}}
+                           **errors, **missing, **unready,
+                           "415": _error("a Content-Encoding other than gzip or deflate")}}
     paths: dict[str, Any] = {}
     for prefix, params in (("/v2/models/{name}", [name]),
                            ("/v2/models/{name}/versions/{version}", [name, version])):

@@ -38,6 +38,7 @@ from flywheel.serving._http import (
     Receive,
     Scope,
     Send,
+    decoded_body,
     event_time_of,
     header_value,
     not_allowed,
@@ -259,7 +260,8 @@ class ServingApp:
             return 200, v2_metadata(served), served.version, JSON_HEADERS
         if tail == "/ready":
             return 200, {"name": match["name"], "ready": True}, served.version, JSON_HEADERS
-        raw = await self._body(scope, receive)
+        raw = decoded_body(await self._body(scope, receive),
+                           header_value(scope, b"content-encoding"), self.max_body_bytes)
         try:
             header, binary = split_body(raw, header_value(scope, HEADER_LENGTH))
         except BinaryProblem as exc:
