@@ -131,7 +131,7 @@ def _draw(frame: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFr
 def _encode(reference: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
     """Both sides stacked, each column read as the reference holds it: numbers (booleans,
     datetimes as epoch seconds) at float32 precision, anything else as text categories."""
-    out = {}
+    out: dict[str, Any] = {}
     for name in reference.columns:
         ref, cur = reference[name], current[name]
         if _is_number(ref):

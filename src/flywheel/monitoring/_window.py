@@ -161,7 +161,7 @@ def _stack(cells: pd.Series, k: int, scored: np.ndarray) -> np.ndarray:
     out = np.full((len(cells), k), np.nan)
     valid = scored & cells.notna().to_numpy()
     if valid.any():
-        stacked = np.vstack(cells[valid].to_numpy())
+        stacked = np.vstack(list(cells[valid].to_numpy()))
         if stacked.shape[1] != k:
             raise ValueError(f"logged probabilities have {stacked.shape[1]} classes, "
                              f"the model {k}")
