@@ -233,6 +233,13 @@ def test_training_writes_nothing_outside_the_workspace(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert {p.name for p in tmp_path.iterdir()} == before | {".flywheel"}
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+    # MLflow's Default experiment, which the UI and plain MLflow code log to, keeps its
+    # artifacts in the workspace too, not in ./mlruns of the folder training ran in.
+    client = mlflow.MlflowClient(Project.load(tmp_path).registry().tracking_uri)
+    run = client.create_run("0")
+    client.log_text(run.info.run_id, "x", "note.txt")
+    assert not (tmp_path / "mlruns").exists()
+    assert (tmp_path / ".flywheel" / "artifacts" / "0").is_dir()
 
 
 def test_a_timeout_without_a_trial_count_searches_until_the_budget(

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
 from flywheel.core.errors import ModelNotFoundError, RegistryError, TrackingUnreachableError
@@ -456,6 +457,10 @@ class MlflowRegistry:
         """Set tags on a registered version (values cut at MLflow's 100,000 characters)."""
         _records.set_version_tags(self, version, tags)
 
+    def delete_version_tags(self, version: str, keys: list[str]) -> None:
+        """Remove tags from a registered version (a tag already gone is no error)."""
+        _records.delete_version_tags(self, version, keys)
+
     def log_artifact_folder(self, run_id: str, folder: str | Path, artifact_path: str) -> None:
         """Store every file under ``folder`` as run artifacts under ``artifact_path``."""
         _records.log_artifact_folder(self, run_id, folder, artifact_path)
@@ -495,6 +500,11 @@ class MlflowRegistry:
                 check_reachable(self.tracking_uri, self.limits)
             check_store_path(self.tracking_uri)
             try:
+                if self._store_missing() and self.artifact_location:
+                    # Created by a client, a SQLite store's Default experiment would keep its
+                    # artifacts in ./mlruns of whatever folder the command ran in; anything
+                    # logged to it (the UI, a user's own MLflow code) would write there.
+                    SqlAlchemyStore(self.tracking_uri, self.artifact_location)  # type: ignore[no-untyped-call]
                 self._mlflow = MlflowClient(tracking_uri=self.tracking_uri,
                                             registry_uri=self.tracking_uri)
             except OSError as exc:  # SQLite: its folder cannot be made, the file not opened
