@@ -5,9 +5,13 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("package", ["flywheel.core", "flywheel.data", "flywheel.pipelines",
-                                     "flywheel.monitoring", "flywheel.rollout",
-                                     "flywheel.serving"])
+PACKAGES = ["flywheel.core", "flywheel.data", "flywheel.demo", "flywheel.evaluation",
+            "flywheel.features", "flywheel.monitoring", "flywheel.pipelines", "flywheel.predlog",
+            "flywheel.registry", "flywheel.rollout", "flywheel.serving", "flywheel.testing",
+            "flywheel.training"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
 def test_exports_are_exactly_the_public_names(package: str) -> None:
     module = importlib.import_module(package)
     public = {n for n in vars(module) if not n.startswith("_")}

@@ -29,7 +29,6 @@ from flywheel.pipelines._gating import (
     row_hashes,
 )
 from flywheel.pipelines.promote import audit_log, recover, resolve_version
-from flywheel.registry._records import delete_version_tags, set_version_tags
 from flywheel.training import encode_target
 
 if TYPE_CHECKING:
@@ -122,8 +121,8 @@ def rerun_gates(project: Project, version: str, *, data: str | Path | None = Non
         before = info.tags.get(f"{_GATE_TAGS}summary", "no gate results recorded")
         new_tags = report.tags()
         stale = [k for k in info.tags if k.startswith(_GATE_TAGS) and k not in new_tags]
-        delete_version_tags(registry, info.version, stale)
-        set_version_tags(registry, info.version, new_tags)
+        registry.delete_version_tags(info.version, stale)
+        registry.set_version_tags(info.version, new_tags)
         registry.log_artifact_text(info.run_id, GATES_ARTIFACT, report.to_json())
         champion = report.get("champion")
         entry = audit_log(project).append(

@@ -34,7 +34,6 @@ from flywheel.evaluation import (
 )
 from flywheel.features import CompiledPredictor
 from flywheel.registry import CHAMPION, MlflowRegistry, ModelVersionInfo
-from flywheel.registry._records import download_artifacts, log_artifact_folder
 
 __all__ = ["GATES_ARTIFACT", "TRAIN_ROWS_ARTIFACT", "gate_candidate", "log_model_card",
            "read_train_rows", "row_hashes", "train_rows_record"]
@@ -161,7 +160,7 @@ def read_train_rows(registry: MlflowRegistry, info: ModelVersionInfo) -> dict[st
         return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = download_artifacts(registry, info.run_id, TRAIN_ROWS_ARTIFACT, tmp)
+            path = registry.download_artifacts(info.run_id, TRAIN_ROWS_ARTIFACT, tmp)
         except Exception:  # not recorded (an older version): say so in the report
             return None
         data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -181,4 +180,4 @@ def log_model_card(*, registry: MlflowRegistry, run_id: str, version: ModelVersi
         seed=spec.training.search.seed))
     with tempfile.TemporaryDirectory() as tmp:
         card.write(tmp)
-        log_artifact_folder(registry, run_id, tmp, CARD_FOLDER)
+        registry.log_artifact_folder(run_id, tmp, CARD_FOLDER)

@@ -25,12 +25,6 @@ import dataclasses
 from typing import TYPE_CHECKING, Literal
 
 from flywheel.registry import CHALLENGER, CHAMPION, AuditEntry, AuditHistory, AuditLog
-from flywheel.registry._records import (
-    apply_alias_rules,
-    artifact_exists,
-    delete_alias,
-    set_version_tags,
-)
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
@@ -116,7 +110,7 @@ def _recover_moves(registry: MlflowRegistry, log: AuditLog, history: AuditHistor
                     f"recorded from intent #{intent.seq}")
         elif now.get(alias) == move["from"]:
             if move["to"] is None:
-                delete_alias(registry, alias)
+                registry.delete_alias(alias)
             else:
                 registry.set_alias(alias, str(move["to"]))
             note = (f"the command was killed before making this move; recovery made it from "
@@ -146,7 +140,7 @@ def _recover_registration(registry: MlflowRegistry, log: AuditLog, history: Audi
         log.finish(intent, text, recovered=text)
         return Recovery(intent, "abandoned", text)
     version = max(found, key=lambda v: int(v.version)).version
-    apply_alias_rules(registry, version)
+    registry.apply_alias_rules(version)
     now, _ = registry.aliases_and_tags()
     after = {a: now[a] for a in _MANAGED if a in now}
     recorded = {e.alias for e in history.completing(intent.seq)}
@@ -167,7 +161,7 @@ def _recover_registration(registry: MlflowRegistry, log: AuditLog, history: Audi
     flag = (f"registration interrupted ({what}): recovery set its aliases and recorded them "
             "in the audit log" + ("" if card else "; it has no model card (train again for "
                                   "one)"))
-    set_version_tags(registry, version, {RECOVERED_TAG: flag})
+    registry.set_version_tags(version, {RECOVERED_TAG: flag})
     text = f"{what} was killed during registration of version {version}; recovered: " + (
         _moved(entries) or "aliases were already recorded") + ("" if card else "; no model card")
     log.finish(intent, text, recovered=text)
@@ -176,7 +170,7 @@ def _recover_registration(registry: MlflowRegistry, log: AuditLog, history: Audi
 
 def _has_card(registry: MlflowRegistry, run_id: str) -> bool:
     try:
-        return bool(run_id) and artifact_exists(registry, run_id, _CARD)
+        return bool(run_id) and registry.artifact_exists(run_id, _CARD)
     except Exception:  # noqa: BLE001 - an unreadable store only changes the flag's wording
         return False
 

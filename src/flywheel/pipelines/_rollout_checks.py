@@ -13,11 +13,9 @@ import pandas as pd
 
 from flywheel.core.errors import FlywheelError, RolloutError
 from flywheel.pipelines._monitoring_reference import REFERENCE_ARTIFACT
-from flywheel.registry._records import artifact_exists
-from flywheel.rollout import HealthCheck, outcome_values, plan_sample_size
-from flywheel.rollout._outcomes import BINARY_METRICS
-from flywheel.serving import ModelStore, read_predictions
 from flywheel.predlog import INPUT_PREFIX
+from flywheel.rollout import BINARY_METRICS, HealthCheck, outcome_values, plan_sample_size
+from flywheel.serving import ModelStore, read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
@@ -46,7 +44,7 @@ def check_monitoring(project: Project, registry: MlflowRegistry, info: ModelVers
             "monitoring is not configured for this model (monitoring.enabled is false in "
             "flywheel.yaml), and a rollout is judged on live monitoring; set "
             "monitoring.enabled: true and start the rollout again.")
-    if not info.run_id or not any(artifact_exists(registry, info.run_id, name)
+    if not info.run_id or not any(registry.artifact_exists(info.run_id, name)
                                   for name in (REFERENCE_ARTIFACT, PROFILE_ARTIFACT)):
         raise RolloutError(
             f"monitoring is not configured for version {info.version}: its training run has "

@@ -12,8 +12,7 @@ from flywheel.core.errors import RolloutConflictError, RolloutError
 from flywheel.pipelines._rollout_checks import ab_plan, check_monitoring
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
 from flywheel.pipelines.promote import audit_log, gate_status, recover, resolve_version
-from flywheel.registry import CHALLENGER, CHAMPION
-from flywheel.registry._audit import current_user
+from flywheel.registry import CHALLENGER, CHAMPION, current_user
 from flywheel.rollout import KINDS, RolloutState, new_state, policy_from_spec
 
 if TYPE_CHECKING:

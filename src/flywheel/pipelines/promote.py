@@ -37,7 +37,6 @@ from flywheel.registry import (
     AuditLog,
     MlflowRegistry,
 )
-from flywheel.registry._records import delete_alias, download_artifacts
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
@@ -189,7 +188,7 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
             reason=text, evidence=proof, intent=intent.seq)]
         crash_point("promote.champion_recorded")
         if retire:
-            delete_alias(registry, CHALLENGER)
+            registry.delete_alias(CHALLENGER)
             entries.append(log.append(
                 action=action, model=registry.model_name, alias=CHALLENGER,
                 from_version=info.version, to_version=None, reason=retired, evidence={},
@@ -337,7 +336,7 @@ def gates_of(project: Project, version: str = "latest") -> tuple[str, GateReport
                             "results: it was trained before flywheel ran gates. Train again "
                             "with `flywheel train` to gate a new version.")
     with tempfile.TemporaryDirectory() as tmp:
-        path = download_artifacts(registry, info.run_id, "evaluation/gates.json", tmp)
+        path = registry.download_artifacts(info.run_id, "evaluation/gates.json", tmp)
         return info.version, GateReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -357,7 +356,7 @@ def fetch_model_card(project: Project, version: str = "champion",
         raise RegistryError(f"version {info.version} has no run, so no model card.")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            folder = download_artifacts(registry, info.run_id, "card", tmp)
+            folder = registry.download_artifacts(info.run_id, "card", tmp)
         except RegistryError as exc:
             raise _no_card(registry, info) from exc
         target.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,10 @@ class ModelStore(Protocol):
         """Set tags on a registered version."""
         ...
 
+    def delete_version_tags(self, version: str, keys: list[str]) -> None:
+        """Remove tags from a registered version; a tag already gone is no error."""
+        ...
+
     def store_stamp(self) -> tuple[int, ...] | None:
         """A cheap token that changes when the store is written, or ``None``."""
         ...

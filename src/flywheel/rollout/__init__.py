@@ -16,7 +16,7 @@ from flywheel.rollout._bandit import BanditWeights, thompson_weights
 from flywheel.rollout._decide import Decision, HealthCheck, decide
 from flywheel.rollout._evidence import ArmEvidence, Evidence, ShadowEvidence, gather_evidence
 from flywheel.rollout._limits import LimitCheck, check_limits
-from flywheel.rollout._outcomes import GREATER_IS_BETTER, outcome_values
+from flywheel.rollout._outcomes import BINARY_METRICS, GREATER_IS_BETTER, outcome_values
 from flywheel.rollout._policies import (
     KINDS,
     ABPolicy,
@@ -36,14 +36,15 @@ from flywheel.rollout._sequential import (
 )
 from flywheel.rollout._state import (
     STATE_TAG,
-    Route,
     RolloutState,
+    Route,
     Traffic,
     new_state,
     parse_state,
 )
 
 __all__ = [
+    "BINARY_METRICS",
     "GREATER_IS_BETTER",
     "KINDS",
     "STATE_TAG",

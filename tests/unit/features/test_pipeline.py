@@ -5,14 +5,13 @@ import importlib
 import numpy as np
 import pandas as pd
 import pytest
-import skops.io as sio
 import sklearn
+import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from flywheel import features
 from flywheel.core.errors import ConfigError
 from flywheel.core.spec import ColumnFeatureSpec, FeaturesSpec
 from flywheel.data import DataSchema, infer_schema
@@ -402,6 +401,3 @@ def test_logistic_regression_on_churn_features_reaches_auc_above_0_75(
     assert auc > 0.75
 
 
-def test_features_exports_are_exactly_the_public_names() -> None:
-    public = {n for n in vars(features) if not n.startswith("_")} - {"annotations"}
-    assert sorted(features.__all__) == sorted(public)

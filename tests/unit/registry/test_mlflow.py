@@ -22,7 +22,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from flywheel import registry
 from flywheel.core.errors import (
     FlywheelError,
     ModelIntegrityError,
@@ -126,11 +125,6 @@ def double(values: Any) -> Any:
 
 
 # Surface and construction.
-
-def test_registry_exports_are_exactly_the_public_names() -> None:
-    public = {n for n in vars(registry) if not n.startswith("_")} - {"annotations"}
-    assert sorted(registry.__all__) == sorted(public)
-
 
 def spec_with(tmp_path: Path, tracking: dict[str, Any] | None = None) -> Any:
     raw = {"name": "churn", "data": {"path": "data.csv"},
