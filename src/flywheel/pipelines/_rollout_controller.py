@@ -36,9 +36,9 @@ from flywheel.pipelines.promote import (
     resolve_version,
     rollback,
 )
+from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
 from flywheel.rollout import Decision, RolloutState, decide, gather_evidence
-from flywheel.predlog import read_predictions
 from flywheel.serving._models import FULL_READ_SECONDS
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from flywheel.pipelines._rollout_controller import RolloutController, RolloutDri
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
 from flywheel.pipelines.promote import audit_log, recover
+from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
 from flywheel.rollout import (
     STATE_TAG,
@@ -32,7 +33,6 @@ from flywheel.rollout import (
     decide,
     gather_evidence,
 )
-from flywheel.predlog import read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
