@@ -8,10 +8,12 @@ retraining loop's triggers reuse ``RuleSpec``.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from flywheel.core._section import Condition, ConditionOp
+from flywheel.core._section import Section as _Section
 
 __all__ = [
     "DATA_QUALITY_RULES",
@@ -26,47 +28,17 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+RuleOp = ConditionOp
 
 
-RuleOp = Literal[">=", ">", "<=", "<"]
-_RULE = re.compile(r"^\s*([A-Za-z_][\w.:/-]*)\s*(>=|<=|>|<)\s*"
-                   r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
-
-class RuleSpec(_Section):
+class RuleSpec(Condition):
     """A condition on a named metric, such as ``drift_share > 0.3``: it holds when the metric
     compares true. Written as that text or as a mapping {metric, op, value}; parsed with a
     regular expression, never evaluated as code. Alert rules fire when they hold (the retraining
     loop's triggers use the same form)."""
 
-    metric: str = Field(min_length=1)
-    op: RuleOp
-    value: float
     severity: Literal["warning", "critical"] = "warning"
     """How loud the alert is; sinks pass it on."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, raw: Any) -> Any:
-        if not isinstance(raw, str):
-            return raw
-        found = _RULE.match(raw)
-        if found is None:
-            raise ValueError(f"must look like \"drift_share > 0.3\" (a metric name, one of >, "
-                             f">=, <, <= and a number), got {raw!r}")
-        return {"metric": found.group(1), "op": found.group(2), "value": float(found.group(3))}
-
-    def holds(self, value: float) -> bool:
-        """True if ``value`` satisfies the rule (NaN never does)."""
-        if value != value:
-            return False
-        return {">": value > self.value, ">=": value >= self.value,
-                "<": value < self.value, "<=": value <= self.value}[self.op]
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
 
 
 SinkKind = Literal["log", "file", "webhook", "prometheus"]

@@ -11,15 +11,12 @@ from __future__ import annotations
 from typing import Literal
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from flywheel.core._monitoring_spec import RuleSpec
+from flywheel.core._section import Section as _Section
 
 __all__ = ["RetrainingSpec"]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class RetrainingSpec(_Section):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from flywheel.core._section import Section as _Section
 
 __all__ = [
     "ABSpec",
@@ -27,10 +29,6 @@ OutcomeMetric = Literal["auto", "accuracy", "conversion", "label", "abs_error", 
 """A per-request outcome read from feedback: accuracy (prediction equals the label),
 conversion (the label is the positive class), label (the label as a number), abs_error and
 squared_error (regression). auto: accuracy for classifiers, abs_error for regression."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class RolloutLimits(_Section):

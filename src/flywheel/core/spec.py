@@ -14,15 +14,24 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flywheel.core._monitoring_spec import AlertSinkSpec as AlertSinkSpec
 from flywheel.core._monitoring_spec import AlertsSpec as AlertsSpec
 from flywheel.core._monitoring_spec import DriftSpec as DriftSpec
 from flywheel.core._monitoring_spec import MonitoringSpec as MonitoringSpec
 from flywheel.core._monitoring_spec import RuleSpec as RuleSpec
-from flywheel.core._rollout_spec import RolloutSpec
 from flywheel.core._retraining_spec import RetrainingSpec
+from flywheel.core._rollout_spec import RolloutSpec
+from flywheel.core._section import Condition, ConditionOp, parse_bound
+from flywheel.core._section import Section as _Section
 from flywheel.core._yaml import read_yaml
 from flywheel.core.errors import ConfigError
 
@@ -31,10 +40,6 @@ Severity = Literal["error", "warning", "off"]
 
 SPEC_FILE = "flywheel.yaml"
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class DataSpec(_Section):
@@ -154,7 +159,8 @@ class SearchSpec(_Section):
 
 class TrainingSpec(_Section):
     metric: str | None = None
-    """Metric to optimize; defaults to roc_auc (binary), log_loss (multiclass), rmse (regression)."""
+    """Metric to optimize; defaults to roc_auc (binary), log_loss (multiclass), rmse
+    (regression)."""
     cv_folds: int = Field(5, ge=2, le=20)
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
     holdout_seed: int = 0
@@ -194,21 +200,14 @@ class FeaturesSpec(_Section):
     """Overrides by column name."""
 
 
-ThresholdOp = Literal[">=", ">", "<=", "<"]
-_THRESHOLD = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+ThresholdOp = ConditionOp
 
 
-class ThresholdSpec(_Section):
-    """An absolute bound on a metric, such as roc_auc >= 0.80."""
+class ThresholdSpec(Condition):
+    """An absolute bound on a metric, such as roc_auc >= 0.80.
 
-    metric: str = Field(min_length=1)
-    """A holdout metric (roc_auc, rmse, ...; or holdout_roc_auc), a cross-validated one
-    (cv_roc_auc) or its spread across folds (cv_roc_auc_std)."""
-    op: ThresholdOp
-    value: float
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+    ``metric`` is a holdout metric (roc_auc, rmse, ...; or holdout_roc_auc), a cross-validated
+    one (cv_roc_auc) or its spread across folds (cv_roc_auc_std)."""
 
 
 class ChampionGateSpec(_Section):
@@ -266,14 +265,7 @@ class GatesSpec(_Section):
     def _thresholds_from_mapping(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        out = []
-        for metric, rule in value.items():
-            found = _THRESHOLD.match(str(rule))
-            if found is None:
-                raise ValueError(f"{metric}: must look like \">= 0.80\" "
-                                 f"(>=, >, <= or < and a number), got {rule!r}")
-            out.append({"metric": metric, "op": found.group(1), "value": float(found.group(2))})
-        return out
+        return [parse_bound(metric, rule) for metric, rule in value.items()]
 
 
 class PromotionSpec(_Section):
@@ -284,7 +276,8 @@ class PromotionSpec(_Section):
 
 class TrackingSpec(_Section):
     tracking_uri: str | None = None
-    """MLflow tracking URI; default sqlite:///.flywheel/mlflow.db (e.g. postgresql://... at scale)."""
+    """MLflow tracking URI; default sqlite:///.flywheel/mlflow.db (postgresql://... at
+    scale)."""
     artifact_location: str | None = None
     """Where MLflow stores artifacts; default .flywheel/artifacts (e.g. s3://... at scale)."""
     experiment: str | None = None
@@ -324,6 +317,12 @@ class ProjectSpec(_Section):
         """The folder holding flywheel.yaml; relative paths resolve against it."""
         return self._root
 
+    def at(self, root: str | Path) -> ProjectSpec:
+        """This spec with relative paths resolving against ``root`` (a copy)."""
+        new = self.model_copy()
+        new._root = Path(root).resolve()
+        return new
+
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self._root / p
@@ -353,9 +352,7 @@ def load_spec(path: str | Path = SPEC_FILE) -> ProjectSpec:
             "or pass --config PATH.", path=path
         )
     raw = read_yaml(path)
-    spec = parse_spec(raw, path=path)
-    spec._root = path.resolve().parent
-    return spec
+    return parse_spec(raw, path=path).at(path.resolve().parent)
 
 
 def parse_spec(raw: Any, *, path: Path | None = None) -> ProjectSpec:

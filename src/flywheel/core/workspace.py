@@ -115,7 +115,7 @@ class Workspace:
             atomic_write_text(holder_path, json.dumps({
                 "pid": os.getpid(),
                 "command": command or " ".join(["flywheel", *sys.argv[1:]]),
-                "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }))
             yield
         finally:

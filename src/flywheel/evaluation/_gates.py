@@ -253,12 +253,6 @@ def _bind(fn: Callable[..., GateResult], *args: Any) -> Callable[[], GateResult]
 
 # Thresholds -------------------------------------------------------------------------------
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
-}
-
-
 def _threshold_source(name: str, metrics: set[str]) -> tuple[str, str] | None:
     """(``holdout`` or ``cv``, key) for a threshold's metric name, or None if unknown."""
     if name.startswith("cv_"):
@@ -278,7 +272,7 @@ def _threshold_gate(rule: ThresholdSpec, inputs: GateInputs) -> GateResult:
     numbers = {"value": value, "op": rule.op, "bound": rule.value, "on": where}
     if not math.isfinite(value):
         return GateResult("", "fail", f"{rule.metric} could not be computed ({value})", numbers)
-    ok = _OPS[rule.op](value, rule.value)
+    ok = rule.holds(value)
     verb = "meets" if ok else "breaks"
     return GateResult("", "pass" if ok else "fail",
                       f"{rule.metric} = {value:.4f} {verb} {rule.op} {rule.value:g}", numbers)

@@ -91,8 +91,7 @@ class Project:
             data=DataSpec(path=_relative(Path(data), Path(directory or ".")), encoding=encoding,
                           delimiter=_delimiter(data_path, encoding)),
             target=TargetSpec(column=target, task=schema.task, positive_class=positive),
-        )
-        spec._root = root
+        ).at(root)
         comments = _init_comments(frame[target], schema, task, positive)
         workspace = Workspace(root)
         with workspace.lock("project"):
