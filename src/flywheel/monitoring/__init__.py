@@ -10,8 +10,8 @@ The retraining loop and `flywheel monitor` both go through ``monitor_window``; i
 
 from __future__ import annotations
 
+from flywheel.monitoring._alert import Alert
 from flywheel.monitoring._alerts import (
-    Alert,
     AlertDispatcher,
     AlertSink,
     FileSink,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from flywheel.core.spec import MonitoringSpec, ValidationSpec
 from flywheel.data import DataSchema
-from flywheel.monitoring._alerts import Alert
+from flywheel.monitoring._alert import Alert
 from flywheel.monitoring._cbpe import CBPE_ASSUMPTION, Calibrator, estimate_performance
 from flywheel.monitoring._drift import DriftReport, detect_drift
 from flywheel.monitoring._multivariate import DomainClassifierResult, domain_classifier

@@ -20,7 +20,7 @@ from flywheel.core.workspace import atomic_write_bytes
 
 if TYPE_CHECKING:
     from flywheel.core.spec import AlertSinkSpec
-    from flywheel.monitoring._alerts import Alert
+    from flywheel.monitoring._alert import Alert
     from flywheel.monitoring._rules import RuleOutcome
 
 __all__ = ["PrometheusSink"]

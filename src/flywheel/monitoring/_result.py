@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from flywheel.monitoring._alerts import Alert
+from flywheel.monitoring._alert import Alert
 from flywheel.monitoring._drift import DriftReport
 from flywheel.monitoring._multivariate import DomainClassifierResult
 from flywheel.monitoring._performance import PerformanceReport

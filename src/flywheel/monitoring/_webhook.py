@@ -25,7 +25,7 @@ from flywheel.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from flywheel.core.spec import AlertSinkSpec
-    from flywheel.monitoring._alerts import Alert
+    from flywheel.monitoring._alert import Alert
 
 __all__ = ["WebhookSink"]
 

@@ -30,7 +30,6 @@ from flywheel.monitoring import (
     render_report,
 )
 from flywheel.pipelines._monitor_inputs import load_version, read_window
-from flywheel.registry._monitoring_runs import log_window_metrics, monitoring_run
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
@@ -142,8 +141,8 @@ def _monitor(project: Project, window: WindowRequest, version: str | None,
     history = _history(history_path, monitored.model, monitored.version)
     if log_to_mlflow:
         try:
-            run_id = monitoring_run(registry, info)
-            log_window_metrics(registry, run_id, result.metrics, step=len(history))
+            run_id = registry.monitoring_run(info)
+            registry.log_window_metrics(run_id, result.metrics, step=len(history))
             result = dataclasses.replace(result, mlflow_run_id=run_id)
         except RegistryError as exc:
             extra.append(f"metrics not logged to MLflow: {exc}")
