@@ -127,7 +127,7 @@ def trained(tmp_path: Path) -> Project:
 
 
 def test_a_train_killed_after_creating_its_version_leaves_no_ghost(trained: Project) -> None:
-    killed = cli(trained, "train", crash_at="register.version_created")
+    killed = cli(trained, "train", "--seed", "3", crash_at="register.version_created")
     assert killed.returncode == KILLED
     # The ghost: version 2 exists, gated, with no alias and no audit entry.
     versions = {v.version: v for v in trained.registry().versions()}
@@ -151,7 +151,7 @@ def test_a_train_killed_after_creating_its_version_leaves_no_ghost(trained: Proj
 
 def test_a_train_killed_after_moving_the_challenger_is_audited_by_the_next_train(
         trained: Project) -> None:
-    killed = cli(trained, "train", crash_at="register.alias_moved")
+    killed = cli(trained, "train", "--seed", "3", crash_at="register.alias_moved")
     assert killed.returncode == KILLED
     assert aliases(trained) == {"champion": "1", "challenger": "2"}
     assert [e.alias for e in log_of(trained).read().entries] == ["champion"]
