@@ -11,6 +11,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -396,7 +397,7 @@ def _format_one(err: Any, model: type[BaseModel]) -> str:
         return f"{where}: unknown key; {hint}"
     if kind == "missing":
         return f"{where}: required, but missing"
-    rules = {
+    rules: dict[str, Callable[[], str]] = {
         "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}",
         "greater_than": lambda: f"must be > {ctx.get('gt')}",
         "less_than_equal": lambda: f"must be <= {ctx.get('le')}",

@@ -73,7 +73,8 @@ class GateResult:
         return self.status != "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        found: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return found
 
 
 @dataclasses.dataclass(frozen=True)

@@ -119,7 +119,8 @@ def _w_roc_auc(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
     if p.shape[1] == 2:
         return _binary_auc(y == 1, p[:, 1], w)
     # sklearn's multi_class="ovr", average="macro": the mean of one-vs-rest AUCs.
-    return np.mean([_binary_auc(y == k, p[:, k], w) for k in range(p.shape[1])], axis=0)
+    return np.asarray(np.mean([_binary_auc(y == k, p[:, k], w) for k in range(p.shape[1])],
+                              axis=0), dtype=float)
 
 
 def _wmean(values: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -161,7 +162,7 @@ def _w_brier(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _w_rmse(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.sqrt(_wmean((y - pred) ** 2, w))
+    return np.asarray(np.sqrt(_wmean((y - pred) ** 2, w)), dtype=float)
 
 
 def _w_mae(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:

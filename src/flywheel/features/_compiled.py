@@ -199,7 +199,7 @@ def verify_compiled(compiled: CompiledPredictor, model: Pipeline, frame: pd.Data
     worst = _max_abs_diff(expected, compiled.predict_columns(given))
     head = frame.head(_SINGLE_ROW_CHECKS)[[c for c in given]]
     for i, record in enumerate(head.to_dict(orient="records")):
-        single = compiled.predict_records([record])
+        single = compiled.predict_records([{str(k): v for k, v in record.items()}])
         worst = max(worst, _max_abs_diff(expected[i:i + 1], single))
     return CompileReport(verified=worst <= atol, rows=len(frame), max_abs_diff=worst, atol=atol)
 

@@ -83,7 +83,9 @@ class _SingleRow:
         """None when this LightGBM build lacks the single-row API (batches still work)."""
         from lightgbm import basic
 
-        lib = basic._LIB
+        # LightGBM binds its C library only privately; the single-row C API has no Python
+        # wrapper that skips the per-call checks, which is what this module is for.
+        lib = basic._LIB  # type: ignore[attr-defined]
         if not hasattr(lib, "LGBM_BoosterPredictForMatSingleRowFastInit"):
             return None
         features = booster.num_feature()

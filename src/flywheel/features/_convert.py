@@ -101,7 +101,7 @@ def datetime_feature_names(transformer: Any, input_features: Sequence[str]) -> l
 
 def _utc_timestamps(s: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s):
-        return s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        return pd.Series(s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC"))
     text = s.astype("string")
     return pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
 

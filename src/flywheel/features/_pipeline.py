@@ -157,7 +157,7 @@ def _plan(schema: DataSchema, spec: FeaturesSpec, *, scale_numeric: bool) -> _Pl
         elif col.kind == "datetime":
             plan.datetime.setdefault(scale, []).append(name)
         else:
-            encoding = override.encoding if override is not None else "auto"
+            encoding: str = override.encoding if override is not None else "auto"
             if encoding == "auto":
                 encoding = _auto_encoding(col, spec)
             if encoding != "drop":

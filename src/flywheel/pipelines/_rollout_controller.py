@@ -24,6 +24,7 @@ from flywheel.core.errors import (
     GateError,
     ModelNotFoundError,
     PromotionError,
+    RolloutError,
     WorkspaceBusyError,
 )
 from flywheel.pipelines._rollout_checks import ab_plan, warm_up
@@ -38,7 +39,7 @@ from flywheel.pipelines.promote import (
 )
 from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
-from flywheel.rollout import Decision, RolloutState, decide, gather_evidence
+from flywheel.rollout import BlueGreenPolicy, Decision, RolloutState, decide, gather_evidence
 from flywheel.serving._models import FULL_READ_SECONDS
 
 if TYPE_CHECKING:
@@ -97,8 +98,12 @@ class RolloutController:
             if state.kind == "blue_green" and state.phase != "switched":
                 budget = state.policy.limits.max_p99_latency_ms or \
                     self.project.spec.gates.latency_p99_ms
+                policy = state.policy
+                if not isinstance(policy, BlueGreenPolicy):
+                    raise RolloutError(f"a blue-green rollout holds a {policy.kind} policy; "
+                                       "stop it with `flywheel rollout stop` and start again.")
                 health = warm_up(self.project, self.registry, state.challenger,
-                                 rows=state.policy.warmup_rows, budget_ms=budget)
+                                 rows=policy.warmup_rows, budget_ms=budget)
             decision = decide(state, evidence, health=health)
             self._apply(state, decision, evidence.to_dict())
             return decision

@@ -262,13 +262,13 @@ class RetrainingLoop:
                                   {"stage": status.state.stage})
         champion = self.registry.alias_version("champion")
         promoted = champion == state.version
-        decision = status.state.decision if status.state is not None else None
+        outcome = status.state.decision if status.state is not None else None
         state.phase = "idle"
         state.write(self.state_path)
         action = "promoted" if promoted else "rolled_back"
         detail = (f"version {state.version} " + ("is champion" if promoted else
                   f"did not take over; version {champion} keeps serving"))
-        evidence = {"version": state.version, "champion": champion, "decision": decision}
+        evidence = {"version": state.version, "champion": champion, "decision": outcome}
         self._audit("loop_rollout_done", detail, evidence, to_version=champion)
         return TickResult(action, detail, evidence)
 

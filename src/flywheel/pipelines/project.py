@@ -264,7 +264,8 @@ def _init_comments(y: pd.Series, schema: DataSchema, task: Task | None,
     else:
         dist = ", ".join(f"{k!r} {v:.1%}" for k, v in shares.items())
         why = f"inferred: {y.nunique()} classes ({dist})"
-    excluded = "\n#   ".join(f"{n} ({c.role}: {c.reason})" for n, c in schema.excluded_columns.items())
+    excluded = "\n#   ".join(f"{n} ({c.role}: {c.reason})"
+                              for n, c in schema.excluded_columns.items())
     comments = {"task": f"{why}; binary | multiclass | regression", "excluded": excluded}
     if positive is not None:
         comments["positive_class"] = "inferred; the label whose probability is predicted"

@@ -155,8 +155,9 @@ def build_report(project: Project, *, baseline: str | None = None) -> DeliveryRe
         notes.append("the prediction log is empty: nothing was served yet")
     else:
         labelled = answered[answered["label"].notna()]
-        classes = tuple(json.loads(registry.version_info(champion or baseline_version)
-                                   .tags.get("flywheel.classes", "[]") or "[]"))
+        serving = champion or baseline_version
+        classes = tuple(json.loads(registry.version_info(serving).tags.get(
+            "flywheel.classes", "[]") or "[]")) if serving else ()
         truth, known = _truth(labelled, spec.target.task, classes)
         labelled = labelled[known]
         served = _served_predictions(labelled, spec.target.task)
@@ -204,7 +205,9 @@ def _truth(labelled: pd.DataFrame, task: str, classes: tuple[str, ...]
 def _served_predictions(labelled: pd.DataFrame, task: str) -> np.ndarray:
     if task == "regression":
         return labelled["value"].to_numpy(dtype=float)
-    return np.stack(labelled["probabilities"].to_numpy()) if len(labelled) else np.empty((0, 2))
+    if not len(labelled):
+        return np.empty((0, 2))
+    return np.stack(list(labelled["probabilities"].to_numpy()))
 
 
 def _score(project: Project, version: str, labelled: pd.DataFrame) -> np.ndarray:
@@ -270,7 +273,7 @@ def _throughput(per_request: pd.DataFrame) -> float | None:
     if per_request.empty:
         return None
     seconds = per_request["ts"].dt.floor("s").nunique()
-    return len(per_request) / max(seconds, 1)
+    return float(len(per_request) / max(int(seconds), 1))
 
 
 def _client_failures(project: Project) -> int | None:

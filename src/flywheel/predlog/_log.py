@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from flywheel.predlog._rows import DEFAULT_ARM, Features, error_line, feedback_line, \
-    prediction_line
 from flywheel.core.workspace import fsync_dir
+from flywheel.predlog._rows import DEFAULT_ARM, Features, error_line, feedback_line, prediction_line
 from flywheel.predlog._spool import Converter, spool_name, write_spool
 
 log = logging.getLogger("flywheel.predlog")

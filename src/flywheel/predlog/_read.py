@@ -58,7 +58,7 @@ def read_predictions(folder: str | Path, *, since: dt.datetime | None = None,
     if with_labels:
         labels = read_feedback(folder)
         frame = frame.merge(labels, on="request_id", how="left")
-    return frame
+    return pd.DataFrame(frame)
 
 
 def read_feedback(folder: str | Path) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def read_feedback(folder: str | Path) -> pd.DataFrame:
                              "label_ts": pd.Series(dtype="datetime64[us, UTC]")})
     frame = pa.concat_tables(tables).to_pandas().sort_values("ts", kind="stable")
     frame = frame.drop_duplicates("request_id", keep="last")
-    return frame.rename(columns={"ts": "label_ts"})
+    return pd.DataFrame(frame.rename(columns={"ts": "label_ts"}))
 
 
 def _read_log(folder: Path, pattern: str, wanted: object) -> list[pa.Table]:

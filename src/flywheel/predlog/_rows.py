@@ -1,8 +1,9 @@
 """The log's rows: the JSON lines a server writes, and the Arrow record batches they become.
 
-Each line ends with a newline. A prediction line is one request: ``{"r": id, "t": unix time, "v": version, "a": arm,
-"l": latency ms, "p": predictions, "q": probabilities, "e": event time, "x": records}``. An
-error line is ``{"r", "t", "v", "a", "l", "err"}``, a feedback line ``{"r", "t", "label"}``.
+Each line ends with a newline. A prediction line is one request: ``{"r": id, "t": unix time,
+"v": version, "a": arm, "l": latency ms, "p": predictions, "q": probabilities, "e": event time,
+"x": records}``. An error line is ``{"r", "t", "v", "a", "l", "err"}``, a feedback line ``{"r",
+"t", "label"}``.
 Conversion parses the lines with Arrow's C++ JSON reader and turns one row per request into
 one row per record with vectorized steps; a batch Arrow cannot type (a category sent as 415 in
 one request and as "415" in another) takes a Python path with the same result.

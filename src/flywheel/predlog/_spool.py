@@ -7,11 +7,11 @@ server's Arrow IPC streams as one record batch that carries the spool file's nam
 and deletes the spool file.
 
 The converter is a child process at idle CPU priority (``python -m flywheel.predlog FOLDER
-PREFIX``; at nice 19 instead while it is more than 30 files behind, so that cores that are
-never idle cannot starve it). Turning Python values or JSON into Arrow costs CPU in proportion to the traffic
-(about 35 ms a second at 4,000 requests a second); inside the server that time, and the GIL it
-holds, is what the requests behind it wait for. In another process at idle priority the kernel
-sets it aside whenever a request arrives.
+PREFIX``; at nice 19 instead while it is more than 30 files behind, so that cores that are never
+idle cannot starve it). Turning Python values or JSON into Arrow costs CPU in proportion to the
+traffic (about 35 ms a second at 4,000 requests a second); inside the server that time, and the
+GIL it holds, is what the requests behind it wait for. In another process at idle priority the
+kernel sets it aside whenever a request arrives.
 
 Nothing depends on the converter keeping up. Readers read the Arrow streams and every spool
 file whose name no batch carries yet, so a window always includes the last flush. A batch
@@ -245,7 +245,7 @@ def _set_priority(*, idle: bool) -> bool:
     policy = getattr(os, "SCHED_IDLE" if idle else "SCHED_OTHER", None)
     if policy is not None:
         with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, policy, os.sched_param(0))  # type: ignore[attr-defined]
+            os.sched_setscheduler(0, policy, os.sched_param(0))
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, 19)
     return idle

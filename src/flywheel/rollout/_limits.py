@@ -84,7 +84,7 @@ def check_limits(limits: RolloutLimits, challenger: ArmEvidence, champion: ArmEv
         _latency(limits, challenger, champion, breached, numbers)
     better = False
     labelled = metric is not None and champion is not None and limits.max_metric_drop is not None
-    if labelled:
+    if metric is not None and champion is not None and limits.max_metric_drop is not None:
         better = _metric(limits, challenger, champion, metric, breached, numbers)
     if divergence and champion is not None and limits.max_divergence is not None:
         # With labels expected, divergence is judged at the stage's end, once the metric had

@@ -46,19 +46,19 @@ def outcome_values(rows: pd.DataFrame, metric: str, *, positive: str | None = No
         return np.empty(0)
     labels = labelled["label"].astype(str)
     if metric == "accuracy":
-        return same_label(labelled["prediction"].astype(str), labels).astype(float)
+        return np.asarray(same_label(labelled["prediction"].astype(str), labels), dtype=float)
     if metric == "conversion":
         if positive is None:
             raise ValueError("the conversion metric needs the positive label")
         target = pd.Series([positive] * len(labels), index=labels.index)
-        return same_label(labels, target).astype(float)
+        return np.asarray(same_label(labels, target), dtype=float)
     numbers = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
     if metric == "label":
-        return numbers[np.isfinite(numbers)]
+        return np.asarray(numbers[np.isfinite(numbers)], dtype=float)
     values = pd.to_numeric(labelled["value"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(numbers) & np.isfinite(values)
     error = values[ok] - numbers[ok]
-    return np.abs(error) if metric == "abs_error" else error * error
+    return np.asarray(np.abs(error) if metric == "abs_error" else error * error, dtype=float)
 
 
 def same_label(left: pd.Series, right: pd.Series) -> np.ndarray:

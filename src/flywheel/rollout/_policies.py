@@ -152,7 +152,7 @@ def policy_from_spec(kind: str, spec: RolloutSpec, *, task: Task,
     metric = getattr(policy, "metric", None)
     if metric is not None:
         resolved = resolve_metric(metric, task)
-        if resolved == "conversion" and not policy.positive:
+        if resolved == "conversion" and not getattr(policy, "positive", None):
             raise RolloutError("the conversion metric counts labels equal to the positive "
                                "class, but the spec names none; set target.positive_class.")
         policy = policy.model_copy(update={"metric": resolved})

@@ -170,7 +170,7 @@ def plan_sample_size(baseline: float, mde: float, *, alpha: float, power: float,
 
     def powered(n: int) -> bool:
         half = confidence_halfwidth(sd_a ** 2, n, sd_b ** 2, n, tau=tau, alpha=alpha)
-        return mde - half >= z_power * math.sqrt(var_sum / n)
+        return bool(mde - half >= z_power * math.sqrt(var_sum / n))
 
     low, high = max(2, fixed), max(4, fixed)
     while not powered(high):
