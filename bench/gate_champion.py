@@ -28,7 +28,8 @@ import yaml
 
 from flywheel import Project
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
 FLIGHTS = REPO / "src" / "flywheel" / "demo" / "data" / "nycflights13_flights.parquet"
 FEATURES = ["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest",
             "distance", "hour"]

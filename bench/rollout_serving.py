@@ -26,10 +26,10 @@ import pandas as pd
 import yaml
 from rich.console import Console
 from rich.table import Table
-from serving_vs_mlflow import BIN, CHURN, free_port, wait_ready, wrk
 
 from flywheel import Project
 from flywheel.pipelines.rollout import start_rollout, stop_rollout
+from serving_vs_mlflow import BIN, CHURN, free_port, wait_ready, wrk
 
 NEVER = 1_000_000_000
 

@@ -123,7 +123,8 @@ def main() -> None:
     record = json.loads(pd.read_parquet(CHURN)[project.schema.feature_columns]
                         .head(1).to_json(orient="records"))[0]
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri,
-           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true", "BARE_CONFIG": str(work / "flywheel.yaml"),
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+           "BARE_CONFIG": str(work / "flywheel.yaml"),
            "PYTHONPATH": str(REPO / "bench"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     servers = {
         "mlflow models serve": (

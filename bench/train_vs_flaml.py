@@ -42,7 +42,8 @@ def diamonds() -> tuple[pd.DataFrame, str]:
 
 def flights() -> tuple[pd.DataFrame, str]:
     """50,000 flights of 2013 with what is known before departure; late = arrived > 15 min late."""
-    raw = pd.read_parquet(EX.parent / "src" / "flywheel" / "demo" / "data" / "nycflights13_flights.parquet")
+    raw = pd.read_parquet(EX.parent / "src" / "flywheel" / "demo" / "data"
+                          / "nycflights13_flights.parquet")
     raw = raw[raw["arr_delay"].notna()].sample(50_000, random_state=0)
     frame = raw[PRE_DEPARTURE].copy()
     frame["late"] = np.where(raw["arr_delay"] > 15, "yes", "no")
@@ -101,7 +102,7 @@ def main() -> None:
     try:
         import flaml  # noqa: F401
     except ImportError:
-        raise SystemExit('FLAML is not installed; run `pip install -e ".[bench]"` first.')
+        raise SystemExit('FLAML is not installed; run `pip install -e ".[bench]"` first.') from None
     console = Console(width=180)  # a table meant to be pasted into notes, not wrapped
     table = Table(title=f"flywheel vs FLAML, {args.budget:.0f} s search budget each, same holdout")
     for heading in ("data", "rows", "metric", "flywheel", "FLAML", "difference", "anchor",

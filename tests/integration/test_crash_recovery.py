@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from flywheel import Project
-from flywheel.core._crashpoints import CRASH_ENV
+from flywheel.core.crashpoints import CRASH_ENV
 from flywheel.pipelines._recovery import RECOVERED_TAG
 from flywheel.registry import AuditLog
 from tests.conftest import CHURN

@@ -28,7 +28,7 @@ START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 
 
 def loop_project(root: Path, **retraining: object) -> Project:
-    project = make_project(root, training={"learners": ["lightgbm"]})
+    make_project(root, training={"learners": ["lightgbm"]})
     spec_path = root / "flywheel.yaml"
     raw = yaml.safe_load(spec_path.read_text())
     raw["retraining"] = {"triggers": ["rows >= 1"], "cooldown_hours": 0, "min_window_rows": 50,
@@ -184,8 +184,8 @@ def test_a_trigger_on_an_unknown_metric_is_refused_with_the_nearest_name(tmp_pat
 def test_delivery_report_measures_the_deployed_metric_and_the_baseline_on_the_same_rows(
         tmp_path: Path, churn_traffic: pd.DataFrame) -> None:
     from flywheel.cli.main import main
-    from flywheel.pipelines._report_render import report_html, report_markdown
     from flywheel.pipelines.report import build_report
+    from flywheel.pipelines.report_render import report_html, report_markdown
 
     project = loop_project(tmp_path)
     project.train()

@@ -4,7 +4,6 @@ import importlib
 
 import pytest
 
-
 PACKAGES = ["flywheel.core", "flywheel.data", "flywheel.demo", "flywheel.evaluation",
             "flywheel.features", "flywheel.monitoring", "flywheel.pipelines", "flywheel.predlog",
             "flywheel.registry", "flywheel.rollout", "flywheel.serving", "flywheel.testing",

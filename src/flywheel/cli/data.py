@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -29,10 +29,10 @@ def register(app: typer.Typer) -> None:
 def init(
     data: Annotated[Path, typer.Argument(help="Training data, CSV or Parquet.")],
     target: Annotated[str, typer.Option("--target", "-t", help="The column to predict.")],
-    task: Annotated[Optional[str], typer.Option(
+    task: Annotated[str | None, typer.Option(
         help="binary, multiclass or regression; inferred when omitted.")] = None,
     directory: Annotated[Path, typer.Option("--dir", help="Project folder.")] = Path("."),
-    name: Annotated[Optional[str], typer.Option(help="Project name.")] = None,
+    name: Annotated[str | None, typer.Option(help="Project name.")] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of a CSV file.")] = "utf-8",
     force: Annotated[bool, typer.Option(help="Overwrite an existing spec and schema.")] = False,
 ) -> None:
@@ -57,7 +57,7 @@ def _task(task: str | None) -> Task | None:
 
 
 def validate(
-    data: Annotated[Optional[Path], typer.Argument(
+    data: Annotated[Path | None, typer.Argument(
         help="Data to check; the spec's training data when omitted.")] = None,
     config: ConfigOption = Path(SPEC_FILE),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -76,9 +76,9 @@ def validate(
 
 
 def profile(
-    data: Annotated[Optional[Path], typer.Argument(
+    data: Annotated[Path | None, typer.Argument(
         help="Data to profile; the spec's training data when omitted.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o",
+    output: Annotated[Path | None, typer.Option("--output", "-o",
                                                    help="Write the profile JSON here.")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
@@ -116,7 +116,7 @@ def _print_schema(schema: DataSchema) -> None:
 
 
 def _date(epoch_seconds: float | None) -> str:
-    return dt.datetime.fromtimestamp(epoch_seconds or 0, dt.timezone.utc).strftime("%Y-%m-%d")
+    return dt.datetime.fromtimestamp(epoch_seconds or 0, dt.UTC).strftime("%Y-%m-%d")
 
 
 def _print_report(report: ValidationReport) -> None:

@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 def loop(
     once: Annotated[bool, typer.Option("--once", help="Run one tick and exit (for cron).")] = False,
-    interval: Annotated[Optional[float], typer.Option(
+    interval: Annotated[float | None, typer.Option(
         min=0.1, help="Seconds between ticks (default: retraining.interval_seconds).")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
@@ -69,10 +69,10 @@ def _show_tick(result: TickResult) -> None:
 
 def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    markdown: Annotated[Optional[Path], typer.Option(help="Also write Markdown here.")] = None,
-    html: Annotated[Optional[Path], typer.Option(
+    markdown: Annotated[Path | None, typer.Option(help="Also write Markdown here.")] = None,
+    html: Annotated[Path | None, typer.Option(
         help="Write the HTML report here (default: .flywheel/report.html).")] = None,
-    baseline: Annotated[Optional[str], typer.Option(
+    baseline: Annotated[str | None, typer.Option(
         help="The never-retrained version to compare with (default: version 1).")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
@@ -88,8 +88,8 @@ def report(
 
 def _write_report(project: Project, *, html: Path | None = None, markdown: Path | None = None,
                   baseline: str | None = None) -> DeliveryReport:
-    from flywheel.pipelines._report_render import report_html, report_markdown  # noqa: PLC0415
     from flywheel.pipelines.report import build_report  # noqa: PLC0415 - slow imports
+    from flywheel.pipelines.report_render import report_html, report_markdown  # noqa: PLC0415
 
     delivered = build_report(project, baseline=baseline)
     atomic_write_text(html or project.workspace.root / "report.html", report_html(delivered))
@@ -142,7 +142,7 @@ def demo(
 ) -> None:
     """The whole loop on a real year of New York flights: train on January-February, serve,
     replay March-December with delayed labels, retrain on drift, roll out, decide, report."""
-    from flywheel.demo._run import DemoSettings, run_demo  # noqa: PLC0415 - slow imports
+    from flywheel.demo import DemoSettings, run_demo  # noqa: PLC0415 - slow imports
 
     settings = DemoSettings.quick() if quick else DemoSettings()
     started = time.monotonic()

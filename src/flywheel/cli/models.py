@@ -30,8 +30,7 @@ def models(
 ) -> None:
     """List registered model versions, newest first."""
     # Imported here: the promotion pipeline loads MLflow, which --help should not pay.
-    from flywheel.pipelines._recovery import RECOVERED_TAG
-    from flywheel.pipelines.promote import recover
+    from flywheel.pipelines.promote import RECOVERED_TAG, recover
 
     project = Project.load(config)
     registry = project.registry()

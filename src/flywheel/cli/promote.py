@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import webbrowser
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
 def promote(
     version: Annotated[str, typer.Argument(help="Version number (3, v3) or alias (challenger).")],
-    reason: Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded in the audit log.")] = None,
     force: Annotated[bool, typer.Option(
         help="Promote a version that failed its gates (needs --reason).")] = False,
     config: ConfigOption = Path(SPEC_FILE),
@@ -52,7 +52,7 @@ def promote(
 
 
 def rollback(
-    reason: Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded in the audit log.")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Point the champion back at the previous champion."""
@@ -73,7 +73,7 @@ def _print_change(change: AliasChange, verb: str) -> None:
 
 def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Show the last N entries.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Show the last N entries.")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """Every alias change (register, promote, rollback) with time, user, reason and evidence."""
@@ -131,10 +131,10 @@ def gates(
         "--rerun", help="Run the gates again against the current flywheel.yaml and champion, "
                         "store the results on the version, and record it in the audit log.")
     ] = False,
-    data: Annotated[Optional[Path], typer.Option(
+    data: Annotated[Path | None, typer.Option(
         help="With --rerun: labelled data to judge it on (default: the spec's data; rows the "
              "version trained on are left out).")] = None,
-    reason: Annotated[Optional[str], typer.Option(
+    reason: Annotated[str | None, typer.Option(
         help="With --rerun: why; recorded in the audit log.")] = None,
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
@@ -147,7 +147,7 @@ def gates(
         raise typer.BadParameter("--data and --reason go with --rerun.", param_hint="--rerun")
     project = Project.load(config)
     if rerun:
-        from flywheel.pipelines._gates_rerun import rerun_gates
+        from flywheel.pipelines.gates import rerun_gates
 
         done = rerun_gates(project, version, data=data, reason=reason)
         number, report = done.version, done.report
@@ -182,7 +182,7 @@ def print_gates(report: GateReport, *, title: str = "Gates", console: Console = 
 def card(
     version: Annotated[str, typer.Argument(
         help="Version number, alias, or latest.")] = "champion",
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder to write the card to (default .flywheel/cards/vN).")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
     config: ConfigOption = Path(SPEC_FILE),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,13 +26,13 @@ app = typer.Typer(name="rollout", no_args_is_help=True, add_completion=False,
                   help="Roll a challenger out (canary, shadow, A/B, blue-green, bandit); "
                        "status; stop.")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to flywheel.yaml.")]
-VersionArg = Annotated[Optional[str], typer.Argument(
+VersionArg = Annotated[str | None, typer.Argument(
     help="Version number or alias to roll out; default: the challenger.")]
-ReasonOption = Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")]
+ReasonOption = Annotated[str | None, typer.Option(help="Why; recorded in the audit log.")]
 ForceOption = Annotated[bool, typer.Option(
     "--force", help="Start it although the version failed its gates (needs --reason; "
                     "audited): the live rollout judges what the holdout could not.")]
-ErrorRateOption = Annotated[Optional[float], typer.Option(
+ErrorRateOption = Annotated[float | None, typer.Option(
     "--max-error-rate", min=0.0, max=1.0, help="Largest share of failed challenger calls.")]
 
 
@@ -58,12 +58,12 @@ def _start(config: Path, kind: str, version: str | None, reason: str | None,
 @app.command("canary")
 def canary(
     version: VersionArg = None,
-    stages: Annotated[Optional[str], typer.Option(
+    stages: Annotated[str | None, typer.Option(
         help="Challenger share per stage in percent, comma-separated, such as 5,25,50,100.")
     ] = None,
-    min_requests: Annotated[Optional[int], typer.Option(
+    min_requests: Annotated[int | None, typer.Option(
         min=1, help="Challenger requests each stage needs.")] = None,
-    min_labels: Annotated[Optional[int], typer.Option(
+    min_labels: Annotated[int | None, typer.Option(
         min=0, help="Labelled challenger requests each stage needs (metric limit).")] = None,
     max_error_rate: ErrorRateOption = None,
     reason: ReasonOption = None,
@@ -79,11 +79,11 @@ def canary(
 @app.command("shadow")
 def shadow(
     version: VersionArg = None,
-    share: Annotated[Optional[float], typer.Option(
+    share: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="Share of requests mirrored to the challenger.")] = None,
-    min_requests: Annotated[Optional[int], typer.Option(
+    min_requests: Annotated[int | None, typer.Option(
         min=1, help="Mirrored requests before the comparison is judged.")] = None,
-    then: Annotated[Optional[str], typer.Option(
+    then: Annotated[str | None, typer.Option(
         help="After a clean shadow: stop, canary or promote.")] = None,
     max_error_rate: ErrorRateOption = None,
     reason: ReasonOption = None,
@@ -99,17 +99,17 @@ def shadow(
 @app.command("ab")
 def ab(
     version: VersionArg = None,
-    split: Annotated[Optional[float], typer.Option(
+    split: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="The challenger's share of units.")] = None,
-    metric: Annotated[Optional[str], typer.Option(
+    metric: Annotated[str | None, typer.Option(
         help="accuracy, conversion, label, abs_error or squared_error.")] = None,
-    mde: Annotated[Optional[float], typer.Option(
+    mde: Annotated[float | None, typer.Option(
         help="Minimum detectable effect, in the metric's units.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="False-positive rate.")] = None,
-    power: Annotated[Optional[float], typer.Option(help="Chance to detect the MDE.")] = None,
-    baseline: Annotated[Optional[float], typer.Option(
+    alpha: Annotated[float | None, typer.Option(help="False-positive rate.")] = None,
+    power: Annotated[float | None, typer.Option(help="Chance to detect the MDE.")] = None,
+    baseline: Annotated[float | None, typer.Option(
         help="The champion's metric, to size the test.")] = None,
-    max_samples: Annotated[Optional[int], typer.Option(
+    max_samples: Annotated[int | None, typer.Option(
         help="Labelled requests per arm before 'no difference'.")] = None,
     reason: ReasonOption = None,
     force: ForceOption = False,
@@ -124,7 +124,7 @@ def ab(
 @app.command("blue-green")
 def blue_green(
     version: VersionArg = None,
-    bake_requests: Annotated[Optional[int], typer.Option(
+    bake_requests: Annotated[int | None, typer.Option(
         min=0, help="Requests watched after the switch; a breach switches back.")] = None,
     max_error_rate: ErrorRateOption = None,
     reason: ReasonOption = None,
@@ -138,11 +138,11 @@ def blue_green(
 
 @app.command("bandit")
 def bandit(
-    versions: Annotated[Optional[list[str]], typer.Argument(
+    versions: Annotated[list[str] | None, typer.Argument(
         help="The competing versions; default: the champion and the challenger.")] = None,
-    floor: Annotated[Optional[float], typer.Option(
+    floor: Annotated[float | None, typer.Option(
         min=0.0, max=0.5, help="Smallest traffic share per arm.")] = None,
-    metric: Annotated[Optional[str], typer.Option(help="The reward metric.")] = None,
+    metric: Annotated[str | None, typer.Option(help="The reward metric.")] = None,
     reason: ReasonOption = None,
     force: ForceOption = False,
     config: ConfigOption = Path(SPEC_FILE),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,15 +27,15 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    data: Annotated[Optional[Path], typer.Option(
+    data: Annotated[Path | None, typer.Option(
         "--data", help="Training data; the spec's data when omitted.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(
+    timeout: Annotated[float | None, typer.Option(
         min=1, help="Search time budget in seconds, a hard limit (a trial running at the "
                     "deadline is stopped). Without --trials, search until the budget.")] = None,
-    trials: Annotated[Optional[int], typer.Option(
+    trials: Annotated[int | None, typer.Option(
         min=1, help="Trials in the study, counting those of earlier runs it resumes "
                     "(overrides the spec for this run).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides the spec).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the spec).")] = None,
     register_again: Annotated[bool, typer.Option(
         "--register-again", help="Register the study's best model even if it is registered "
                                  "already (by default a study that holds its trials registers "

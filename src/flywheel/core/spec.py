@@ -30,11 +30,19 @@ from flywheel.core._monitoring_spec import DriftSpec as DriftSpec
 from flywheel.core._monitoring_spec import MonitoringSpec as MonitoringSpec
 from flywheel.core._monitoring_spec import RuleSpec as RuleSpec
 from flywheel.core._retraining_spec import RetrainingSpec
-from flywheel.core._rollout_spec import RolloutSpec
+from flywheel.core._rollout_spec import ABSpec as ABSpec
+from flywheel.core._rollout_spec import BanditSpec as BanditSpec
+from flywheel.core._rollout_spec import BlueGreenSpec as BlueGreenSpec
+from flywheel.core._rollout_spec import CanarySpec as CanarySpec
+from flywheel.core._rollout_spec import OutcomeMetric as OutcomeMetric
+from flywheel.core._rollout_spec import RolloutKind as RolloutKind
+from flywheel.core._rollout_spec import RolloutLimits as RolloutLimits
+from flywheel.core._rollout_spec import RolloutSpec as RolloutSpec
+from flywheel.core._rollout_spec import ShadowSpec as ShadowSpec
 from flywheel.core._section import Condition, ConditionOp, parse_bound
 from flywheel.core._section import Section as _Section
-from flywheel.core._yaml import read_yaml
 from flywheel.core.errors import ConfigError
+from flywheel.core.yamlio import read_yaml
 
 Task = Literal["binary", "multiclass", "regression"]
 Severity = Literal["error", "warning", "off"]

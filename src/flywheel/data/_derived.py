@@ -65,8 +65,9 @@ def near_deterministic_combinations(frame: pd.DataFrame, target: str, columns: l
     single = {c: score((c,)) for c in names}
     found: dict[tuple[str, ...], float] = {
         (c,): r2 for c, r2 in single.items() if r2 >= NEAR_DETERMINISTIC_R2}
-    pairs: dict[tuple[str, ...], float] = {pair: score(pair) for pair in itertools.combinations(names, 2)
-             if not any((c,) in found for c in pair)}
+    pairs: dict[tuple[str, ...], float] = {
+        pair: score(pair) for pair in itertools.combinations(names, 2)
+        if not any((c,) in found for c in pair)}
     found.update({p: r2 for p, r2 in pairs.items() if r2 >= NEAR_DETERMINISTIC_R2})
     # A third column is tried with the best pairs, and with the pairs whose columns explain
     # far more together than either alone (an installment with its amount): a strong single

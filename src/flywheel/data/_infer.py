@@ -22,7 +22,8 @@ MAX_CLASSES = 50
 LEAKAGE_SCORE = 0.99
 """A column that predicts the target this well on its own is flagged as likely leakage."""
 _ID_NAME = re.compile(r"(^|_)(id|uuid|guid|key)$|^id", re.IGNORECASE)
-_DATE_HINT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+_DATE_HINT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
 def infer_task(target: pd.Series) -> Task:
@@ -179,9 +180,10 @@ def _infer_role(s: pd.Series, name: str, target: str, kind: ColumnKind, cardinal
     if cardinality <= 1:
         return "constant", f"{cardinality} distinct value(s)"
     unique_ratio = cardinality / max(1, s.notna().sum())
-    if kind == "categorical" and (unique_ratio >= 0.95 or (unique_ratio >= 0.5 and _ID_NAME.search(name))):
+    named_like_id = _ID_NAME.search(name) is not None
+    if kind == "categorical" and (unique_ratio >= 0.95 or (unique_ratio >= 0.5 and named_like_id)):
         return "id", f"{unique_ratio:.0%} of values are distinct"
-    if kind == "integer" and unique_ratio >= 0.99 and (_ID_NAME.search(name) or s.is_monotonic_increasing):
+    if kind == "integer" and unique_ratio >= 0.99 and (named_like_id or s.is_monotonic_increasing):
         return "id", f"{unique_ratio:.0%} of values are distinct and it looks like a row key"
     score = leakage_score(s, kind, task, y)
     if score >= LEAKAGE_SCORE:

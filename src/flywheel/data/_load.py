@@ -167,7 +167,7 @@ def _read_csv(path: Path, encoding: str, delimiter: str | None) -> pd.DataFrame:
                         "that every row has the same number of fields.", path=path) from exc
     _check_one_column(frame, sep, path)
     # pyarrow reads a column holding invalid UTF-8 as raw bytes instead of failing.
-    for column in frame.columns[frame.dtypes == object]:
+    for column in frame.columns[[dtype == "object" for dtype in frame.dtypes]]:
         values = frame[column].dropna()
         if len(values) and isinstance(values.iloc[0], bytes):
             raise DataError(

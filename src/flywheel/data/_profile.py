@@ -36,7 +36,8 @@ class ColumnProfile(BaseModel):
     edges: list[float] | None = None
     """Numeric: interior bin edges; bins are (-inf, e0], (e0, e1], ..., (e_last, inf)."""
     counts: list[int]
-    """Numeric: values per bin (len(edges) + 1). Categorical: per category, in `categories` order."""
+    """Numeric: values per bin (len(edges) + 1). Categorical: per category, in `categories`
+    order."""
     categories: list[str] | None = None
     """Categorical: the kept categories; everything else is counted under __other__ (last)."""
     min: float | None = None
@@ -102,7 +103,7 @@ def profile_frame(frame: pd.DataFrame, schema: DataSchema | None = None, *, bins
             columns[name] = _categorical_profile(s, max_categories)
     return ReferenceProfile(
         rows=len(frame), fingerprint=fingerprint_frame(frame),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), columns=columns,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), columns=columns,
     )
 
 

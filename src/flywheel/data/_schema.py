@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.core._yaml import dump_yaml, read_yaml
 from flywheel.core.errors import ConfigError
 from flywheel.core.spec import Task, parse_config
 from flywheel.core.workspace import atomic_write_text
+from flywheel.core.yamlio import dump_yaml, read_yaml
 
 ColumnKind = Literal["numeric", "integer", "categorical", "boolean", "datetime"]
 Role = Literal["feature", "target", "id", "constant", "leakage", "ignore"]

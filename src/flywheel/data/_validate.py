@@ -211,7 +211,7 @@ _DTYPES: dict[str, Any] = {
     "boolean": None,
     "categorical": None,
     "datetime": pandas_engine.DateTime(  # type: ignore[call-arg]
-        tz=dt.timezone.utc, to_datetime_kwargs={"format": "ISO8601", "utc": True}),
+        tz=dt.UTC, to_datetime_kwargs={"format": "ISO8601", "utc": True}),
 }
 
 

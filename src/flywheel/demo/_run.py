@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from flywheel.core._yaml import dump_yaml, read_yaml
+from flywheel.core.yamlio import dump_yaml, read_yaml
 from flywheel.demo._flights import FEATURES, TARGET, load_flights, months
 from flywheel.demo._server import ServerProcess
 from flywheel.pipelines.loop import LoopState, RetrainingLoop, TickResult
@@ -151,7 +151,8 @@ def _replay(project: Project, server: ServerProcess, replay: pd.DataFrame,
     days = times.dt.floor("D")
     day_starts = np.flatnonzero(np.r_[True, days.to_numpy()[1:] != days.to_numpy()[:-1]])
     restarted = False
-    for number, (start, end) in enumerate(zip(day_starts, [*day_starts[1:], len(times)])):
+    for number, (start, end) in enumerate(zip(day_starts, [*day_starts[1:], len(times)],
+                                                          strict=True)):
         for first in range(start, end, settings.flights_per_request):
             last = min(first + settings.flights_per_request, end)
             request_id = f"f{first:07d}"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flywheel.core._figures import new_figure, png_bytes
+from flywheel.core.figures import new_figure, png_bytes
 from flywheel.core.spec import Task
 from flywheel.core.workspace import atomic_write_bytes, atomic_write_text
 from flywheel.evaluation._gates import GateReport

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from flywheel.core._figures import new_figure, png_bytes
+from flywheel.core.figures import new_figure, png_bytes
 from flywheel.monitoring._drift import ColumnDrift
 from flywheel.monitoring._result import MonitorResult
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from flywheel.core._yaml import read_yaml_text
 from flywheel.core.errors import FlywheelError, MonitoringError, RegistryError
 from flywheel.core.spec import parse_config
+from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema, ReferenceProfile
 from flywheel.monitoring import (
     Calibrator,

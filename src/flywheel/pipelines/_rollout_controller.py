@@ -40,7 +40,7 @@ from flywheel.pipelines.promote import (
 from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
 from flywheel.rollout import BlueGreenPolicy, Decision, RolloutState, decide, gather_evidence
-from flywheel.serving._models import FULL_READ_SECONDS
+from flywheel.serving import FULL_READ_SECONDS
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from flywheel.core._template import render_spec
 from flywheel.core.errors import ConfigError, DataError, DataValidationError
 from flywheel.core.spec import SPEC_FILE, DataSpec, ProjectSpec, TargetSpec, Task, load_spec
+from flywheel.core.template import render_spec
 from flywheel.core.workspace import Workspace, atomic_write_text
 from flywheel.data import (
     DataSchema,

@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flywheel.core._crashpoints import crash_point
+from flywheel.core.crashpoints import crash_point
 from flywheel.core.errors import GateError, ModelNotFoundError, PromotionError, RegistryError
 from flywheel.evaluation import GateReport
-from flywheel.pipelines._recovery import Recovery, recover_changes
+from flywheel.pipelines._recovery import RECOVERED_TAG, Recovery, recover_changes
 from flywheel.registry import (
     CHALLENGER,
     CHAMPION,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from flywheel.registry import ModelVersionInfo
 
 __all__ = [
+    "RECOVERED_TAG",
     "AliasChange",
     "GateStatus",
     "audit_log",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel._version import __version__
-from flywheel.core._crashpoints import crash_point
+from flywheel.core.crashpoints import crash_point
 from flywheel.core.errors import ConfigError, DataValidationError
 from flywheel.core.spec import ProjectSpec
 from flywheel.data import fingerprint_frame, profile_frame, validate_frame
@@ -101,9 +101,7 @@ def with_overrides(spec: ProjectSpec, *, trials: int | None = None, timeout: flo
         return spec
     checked = type(search).model_validate({**search.model_dump(), **updates})
     training = spec.training.model_copy(update={"search": checked})
-    new = spec.model_copy(update={"training": training})
-    new._root = spec.root
-    return new
+    return spec.model_copy(update={"training": training})  # keeps the spec's root
 
 
 def train_project(project: Project, *, data: str | Path | None = None,

@@ -17,7 +17,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from flywheel.core._crashpoints import crash_point
+from flywheel.core.crashpoints import crash_point
 from flywheel.registry._retry import retry_on_contention
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 from scipy.special import betainc, betaln
 
-from flywheel.core._rollout_spec import RolloutLimits
+from flywheel.core.spec import RolloutLimits
 from flywheel.rollout._evidence import ArmEvidence
 from flywheel.rollout._outcomes import GREATER_IS_BETTER
 from flywheel.rollout._sequential import msprt

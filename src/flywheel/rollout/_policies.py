@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flywheel.core._rollout_spec import (
+from flywheel.core.errors import RolloutError
+from flywheel.core.spec import (
     ABSpec,
     BanditSpec,
     BlueGreenSpec,
@@ -22,9 +23,9 @@ from flywheel.core._rollout_spec import (
     RolloutLimits,
     RolloutSpec,
     ShadowSpec,
+    Task,
+    format_validation_errors,
 )
-from flywheel.core.errors import RolloutError
-from flywheel.core.spec import Task, format_validation_errors
 
 __all__ = [
     "KINDS",

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flywheel.core._yaml import read_yaml_text
 from flywheel.core.errors import FlywheelError, RolloutError
 from flywheel.core.spec import parse_config
+from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema
 from flywheel.registry import MlflowRegistry
 from flywheel.rollout import STATE_TAG, RolloutState, parse_state

@@ -91,7 +91,7 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
 def test_the_commented_spec_written_by_init_parses_back_to_the_same_spec() -> None:
     import yaml
 
-    from flywheel.core._template import render_spec
+    from flywheel.core.template import render_spec
 
     spec = parse_spec({**MINIMAL, "target": {"column": "y", "task": "binary",
                                              "positive_class": "yes"}})

@@ -34,9 +34,8 @@ def test_second_writer_waits_then_refuses_naming_the_holder(tmp_path: Path) -> N
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        with pytest.raises(WorkspaceBusyError) as info:
-            with ws.lock("state", timeout=0.5):
-                pass
+        with pytest.raises(WorkspaceBusyError) as info, ws.lock("state", timeout=0.5):
+            pass
         assert time.monotonic() - started >= 0.5
         assert "flywheel train" in str(info.value) and f"pid {holder.pid}" in str(info.value)
     finally:
@@ -48,9 +47,8 @@ def test_second_writer_waits_then_refuses_naming_the_holder(tmp_path: Path) -> N
 
 def test_lock_is_released_after_an_error_in_the_block(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
-    with pytest.raises(RuntimeError):
-        with ws.lock("state"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), ws.lock("state"):
+        raise RuntimeError("boom")
     with ws.lock("state", timeout=0.1):
         pass
 

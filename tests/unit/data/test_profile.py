@@ -16,7 +16,7 @@ def test_profile_counts_are_exact(mixed: pd.DataFrame) -> None:
     assert x.nulls == 7 and x.count + x.nulls == len(mixed) and sum(x.counts) == x.count
     assert len(x.counts) == len(x.edges or []) + 1
     colour = profile.columns["colour"]
-    assert dict(zip(colour.categories or [], colour.counts)) == \
+    assert dict(zip(colour.categories or [], colour.counts, strict=False)) == \
         mixed["colour"].value_counts().to_dict()
 
 

@@ -295,8 +295,8 @@ def test_report_round_trips_through_json_and_becomes_version_tags(binary: tuple)
 def test_gates_spec_reads_thresholds_as_a_mapping_and_reports_bad_ones_by_path() -> None:
     import yaml
 
-    from flywheel.core._template import render_spec
     from flywheel.core.spec import parse_spec
+    from flywheel.core.template import render_spec
 
     base = {"name": "x", "data": {"path": "d.csv"}, "target": {"column": "y", "task": "binary"}}
     gates = {"thresholds": {"roc_auc": ">= 0.80", "cv_rmse_std": "<1e-2"},

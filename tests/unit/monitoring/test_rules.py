@@ -59,8 +59,8 @@ def test_the_spec_takes_rules_as_text_and_the_defaults_are_known_metrics() -> No
 def test_the_init_template_writes_the_monitoring_section_back_unchanged() -> None:
     import yaml
 
-    from flywheel.core._template import render_spec
     from flywheel.core.spec import parse_spec
+    from flywheel.core.template import render_spec
 
     spec = parse_spec({
         "name": "p", "data": {"path": "d.csv"}, "target": {"column": "y", "task": "binary"},

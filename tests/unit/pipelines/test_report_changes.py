@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flywheel.pipelines._report_render import report_markdown
 from flywheel.pipelines.report import DeliveryReport, gather_decisions
+from flywheel.pipelines.report_render import report_markdown
 from flywheel.registry import AuditEntry, AuditLog
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flywheel.pipelines._report_render import report_html, report_markdown
 from flywheel.pipelines.report import DeliveryReport, PeriodRow
+from flywheel.pipelines.report_render import report_html, report_markdown
 from flywheel.testing import screenshot
 
 

@@ -75,7 +75,7 @@ def test_waiting_rows_hold_no_per_row_objects_for_the_garbage_collector(tmp_path
     record = {"tenure": 3.0, "plan": "gold"}
     gc.collect()
     before = len(gc.get_objects())
-    for i in range(2000):
+    for _ in range(2000):
         log.append(LAYOUT, "same-id", 1.0, "1", 1.0, [record], ["no"], [[0.5, 0.5]])
     assert len(gc.get_objects()) - before < 50
     log.close()

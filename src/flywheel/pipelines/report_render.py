@@ -6,7 +6,7 @@ import base64
 import html
 from typing import Any
 
-from flywheel.core._figures import new_figure, png_bytes
+from flywheel.core.figures import new_figure, png_bytes
 from flywheel.pipelines.report import DeliveryReport
 
 __all__ = ["report_html", "report_markdown"]
