@@ -51,7 +51,8 @@ def admin_token(project: Project) -> str:
 
 def create_app() -> ServingApp:
     """Factory for uvicorn workers: the project comes from $FLYWHEEL_CONFIG."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     project = Project.load(os.environ.get(CONFIG_ENV, "flywheel.yaml"))
     poll = float(os.environ.get("FLYWHEEL_POLL_INTERVAL", "2"))

@@ -218,7 +218,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
                                        **({"flywheel.warnings": json.dumps(warnings)}
                                           if warnings else {})})
             registry.log_artifact_text(run_id, "schema.yaml", schema.to_yaml())
-            registry.log_artifact_text(run_id, "profile.json", profile_frame(frame, schema).to_json())
+            registry.log_artifact_text(run_id, "profile.json",
+                                       profile_frame(frame, schema).to_json())
             registry.log_artifact_text(run_id, "model_meta.json", json.dumps({
                 "task": spec.target.task, "features": features, "target": schema.target,
                 "classes": list(encoding.classes), "learner": result.learner,
@@ -246,7 +247,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
                 run_id, model, input_example=x_holdout.head(5),
                 allow_pickle=spec.training.allow_pickle,
                 extra_trusted_types=list(FEATURE_TRUSTED_TYPES),
-                pyfunc_predict_fn="predict" if spec.target.task == "regression" else "predict_proba",
+                pyfunc_predict_fn=("predict" if spec.target.task == "regression"
+                                   else "predict_proba"),
             )
             version_tags = {**tags, "flywheel.learner": result.learner,
                             TAG_BEST_TRIAL: str(result.best_number),
