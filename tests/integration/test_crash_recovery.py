@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.hardening  # kill -9 fault probes: real processes killed at each crash point
+
 from flywheel import Project
 from flywheel.core.crashpoints import CRASH_ENV
 from flywheel.pipelines._recovery import RECOVERED_TAG
