@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
@@ -27,6 +25,7 @@ from flywheel.core.errors import (
     RolloutError,
     WorkspaceBusyError,
 )
+from flywheel.core.periodic import PeriodicThread, StoreWatcher
 from flywheel.pipelines._rollout_checks import ab_plan, warm_up
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
@@ -40,7 +39,6 @@ from flywheel.pipelines.promote import (
 from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
 from flywheel.rollout import BlueGreenPolicy, Decision, RolloutState, decide, gather_evidence
-from flywheel.serving import FULL_READ_SECONDS
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
@@ -236,54 +234,45 @@ class RolloutDriver:
         self.controller = RolloutController(project, registry=registry, lock_timeout=5.0)
         self.leader = False
         self.last_decision: Decision | None = None
-        self._idle_stamp: tuple[int, ...] | None = None
-        """The registry store's stamp when a tick last found no rollout running."""
-        self._idle_at = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watcher = StoreWatcher(self.controller.registry.store_stamp)
+        """Remembers the registry store's stamp when a tick last found no rollout running."""
+        self._thread: PeriodicThread | None = None
         self._lock = FileLock(str(project.workspace.ensure().locks / "rollout-controller.lock"))
 
     def start(self) -> RolloutDriver:
-        self._thread = threading.Thread(target=self._run, name="flywheel-rollout-controller",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = PeriodicThread(self._drive, self.interval,
+                                      name="flywheel-rollout-controller", logger=log,
+                                      failure="rollout controller failed; will retry").start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.stop(timeout=30)
         if self.leader:
             self._lock.release()
             self.leader = False
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if not self.leader:
-                try:
-                    self._lock.acquire(timeout=0)
-                except Timeout:
-                    continue
-                self.leader = True
-                log.info("this worker drives rollout decisions")
-            stamp = self.controller.registry.store_stamp()
-            if stamp is not None and stamp == self._idle_stamp and \
-                    time.monotonic() - self._idle_at < FULL_READ_SECONDS:
-                continue  # no rollout then, and the registry has not been written since
+    def _drive(self) -> None:
+        if not self.leader:
             try:
-                decision = self.controller.tick()
-            except WorkspaceBusyError:
-                continue  # a promotion or training holds the registry; next time
-            except FlywheelError as exc:
-                log.warning("rollout controller: %s", exc)
-                continue
-            except Exception:  # noqa: BLE001 - the controller must outlive any surprise
-                log.exception("rollout controller failed; will retry")
-                continue
-            if decision is None:
-                self._idle_stamp, self._idle_at = stamp, time.monotonic()
-            else:
-                self._idle_stamp = None
-            if decision is not None and decision.action != "wait":
-                log.info("rollout decision: %s: %s", decision.action, decision.reason)
-            self.last_decision = decision
+                self._lock.acquire(timeout=0)
+            except Timeout:
+                return
+            self.leader = True
+            log.info("this worker drives rollout decisions")
+        # Skipped while no rollout ran at the last tick and the registry was not written since.
+        self._watcher.poll(self._tick)
+
+    def _tick(self) -> bool:
+        """One tick; True when no rollout is running (nothing to do until the next write)."""
+        try:
+            decision = self.controller.tick()
+        except WorkspaceBusyError:
+            return False  # a promotion or training holds the registry; next time
+        except FlywheelError as exc:
+            log.warning("rollout controller: %s", exc)
+            return False
+        if decision is not None and decision.action != "wait":
+            log.info("rollout decision: %s: %s", decision.action, decision.reason)
+        self.last_decision = decision
+        return decision is None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel.core.errors import FlywheelError, MonitoringError, RegistryError
+from flywheel.core.timeparse import parse_iso_time
 from flywheel.core.workspace import atomic_write_text
 from flywheel.monitoring import (
     AlertDispatcher,
@@ -77,12 +78,11 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
     if found:
         return now - dt.timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
     try:
-        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_iso_time(text)
     except ValueError:
         raise MonitoringError(f"cannot read {text!r} as a time; give an ISO time such as "
                               "2024-07-01T12:00 (UTC unless a zone is given) or a duration "
                               "back from now such as 30m, 6h, 7d.") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def monitor_project(project: Project, window: WindowRequest | None = None, *,

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.core.periodic import PeriodicThread
 from flywheel.core.workspace import fsync_dir
 from flywheel.predlog._rows import DEFAULT_ARM, Features, error_line, feedback_line, prediction_line
 from flywheel.predlog._spool import Converter, spool_name, write_spool
@@ -64,8 +65,7 @@ class PredictionLog:
         self._seq = 0
         self._inline: Converter | None = Converter(self.folder, self.prefix)
         self._converter: subprocess.Popen[bytes] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: PeriodicThread | None = None
 
     def start(self) -> PredictionLog:
         """Write in a background thread and convert in a child process."""
@@ -77,9 +77,10 @@ class PredictionLog:
             self._inline = None
         except OSError as exc:
             log.warning("no converter process (%s); the log is converted in the server", exc)
-        self._thread = threading.Thread(target=self._run, name="flywheel-prediction-log",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = PeriodicThread(
+            self.flush, self.flush_interval, name="flywheel-prediction-log", logger=log,
+            failure="writing the prediction log failed; will retry",
+            on_start=_lower_priority).start()
         return self
 
     # The request path: one orjson call and a list append, no I/O.
@@ -142,9 +143,8 @@ class PredictionLog:
     def close(self, timeout: float = 30.0) -> None:
         """Write everything pending; let the converter drain the spool and exit (graceful
         stop). A converter still busy after ``timeout`` seconds finishes on its own."""
-        self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.stop(timeout=10)
         self.flush()
         if self._inline is not None:
             self._inline.close()
@@ -156,14 +156,6 @@ class PredictionLog:
             except subprocess.TimeoutExpired:
                 log.warning("the prediction log converter is still draining; it finishes on "
                             "its own, and readers read what it has not converted yet")
-
-    def _run(self) -> None:
-        _lower_priority()
-        while not self._stop.wait(self.flush_interval):
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - the log must never take the server down
-                log.exception("writing the prediction log failed; will retry")
 
 
 def _lower_priority(niceness: int = 10) -> None:

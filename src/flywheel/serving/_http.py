@@ -5,13 +5,14 @@ Plain ASGI, no framework: these run on every request (see ``app.py``).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
+
+from flywheel.core.timeparse import parse_iso_time
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -104,13 +105,10 @@ def event_time_of(scope: Scope) -> float | None:
             return seconds
         raise HttpError(400, f"x-flywheel-event-time: {text[:40]!r} is not a time")
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso_time(text).timestamp()
     except ValueError:
         raise HttpError(400, f"x-flywheel-event-time: expected Unix seconds or an ISO 8601 "
                              f"time, got {text[:40]!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
 
 
 async def send_response(send: Send, status: int, body: bytes,

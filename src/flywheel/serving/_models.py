@@ -15,12 +15,11 @@ ends (the blue-green standby too, so switching back needs no load).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from flywheel.core.errors import FlywheelError, RolloutError
+from flywheel.core.periodic import FULL_READ_SECONDS, PeriodicThread, StoreWatcher
 from flywheel.core.spec import parse_config
 from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema
@@ -32,9 +31,7 @@ from flywheel.serving._warmup import WarmUp, warm_up
 
 log = logging.getLogger("flywheel.serving")
 
-FULL_READ_SECONDS = 30.0
-"""The poller reads the registry at least this often, even when its store looks unchanged (a
-write within the file system's timestamp granularity that keeps the file size could hide)."""
+__all__ = ["FULL_READ_SECONDS", "ModelStore", "ServedModel"]
 
 
 class ServedModel:
@@ -80,10 +77,8 @@ class ModelStore:
         self.rollout: RolloutState | None = None
         self.last_error: str | None = None
         self._rollout_text: str | None = None
-        self._stamp: tuple[int, ...] | None = None
-        self._read_at = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watcher = StoreWatcher(registry.store_stamp)
+        self._poller: PeriodicThread | None = None
 
     @property
     def default(self) -> ServedModel | None:
@@ -102,17 +97,24 @@ class ModelStore:
                 (the poller passes False: a local store is then read only after a write, and
                 at least every ``FULL_READ_SECONDS``).
         """
-        stamp = self.registry.store_stamp()
-        if not force and stamp is not None and stamp == self._stamp and \
-                self.last_error is None and time.monotonic() - self._read_at < FULL_READ_SECONDS:
-            return False
+        changed = False
+
+        def read() -> bool:  # trusted until the next write only if nothing failed
+            nonlocal changed
+            changed = self._read()
+            return self.last_error is None
+
+        # FULL_READ_SECONDS is looked up here, at each call, so tests can shorten it.
+        self._watcher.poll(read, force=force, full_read_seconds=FULL_READ_SECONDS)
+        return changed
+
+    def _read(self) -> bool:
         changed = failed = False
         try:
             aliases, tags = self.registry.aliases_and_tags()
         except FlywheelError as exc:
             self._remember(f"registry unavailable: {exc}")
             return False
-        self._stamp, self._read_at = stamp, time.monotonic()
         targets = {alias: aliases.get(alias) for alias in self.aliases}
         for alias, version in targets.items():
             current = self.by_alias.get(alias)
@@ -172,22 +174,16 @@ class ModelStore:
         return changed, failed
 
     def start(self) -> ModelStore:
-        self._thread = threading.Thread(target=self._run, name="flywheel-model-reconciler",
-                                        daemon=True)
-        self._thread.start()
+        """Poll the registry every ``poll_interval`` seconds in a background thread."""
+        self._poller = PeriodicThread(
+            lambda: self.reconcile(force=False), self.poll_interval,
+            name="flywheel-model-reconciler", logger=log,
+            failure="model reconciliation failed; will retry").start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval):
-            try:
-                self.reconcile(force=False)
-            except Exception:  # noqa: BLE001 - the reconciler must outlive any surprise
-                log.exception("model reconciliation failed; will retry")
+        if self._poller is not None:
+            self._poller.stop(timeout=5)
 
     def load(self, version: str) -> ServedModel:
         """Load ``version`` (checksum verified, compiled when verified) and warm it up, without
