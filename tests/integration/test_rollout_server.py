@@ -19,11 +19,12 @@ import yaml
 
 from flywheel import Project
 from flywheel.cli.main import main
+from flywheel.demo import ServerProcess
 from flywheel.pipelines.promote import history
 from flywheel.pipelines.rollout import rollout_status, start_rollout
 from flywheel.serving import read_predictions
 from tests.conftest import CHURN
-from tests.integration.test_serving import Server
+from tests.integration.conftest import start_server
 from tests.integration.test_train import make_project
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def train(root: Path, learner: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Server]]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, ServerProcess]]:
     root = tmp_path_factory.mktemp("rollout-server")
     make_project(root, training={"cv_folds": 2, "search": {"trials": 2, "seed": 0}})
     spec_path = root / "flywheel.yaml"
@@ -58,20 +59,20 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, S
     assert [train(root, name) for name in ("weak", "lightgbm", "chaos")] == ["1", "2", "3"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLYWHEEL_CHAOS", "0.05")
-        server = Server(root, poll=0.3)
+        server = start_server(root, poll=0.3)
     yield Project.load(root), server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def traffic(setup: tuple[Project, Server]) -> tuple[list[dict[str, object]], list[str]]:
+def traffic(setup: tuple[Project, ServerProcess]) -> tuple[list[dict[str, object]], list[str]]:
     project, _ = setup
     frame = pd.read_parquet(CHURN).sample(2000, random_state=1)
     records = json.loads(frame[project.schema.feature_columns].to_json(orient="records"))
     return records, frame["churn"].astype(str).tolist()
 
 
-def drive(server: Server, traffic: tuple[list[dict[str, object]], list[str]],
+def drive(server: ServerProcess, traffic: tuple[list[dict[str, object]], list[str]],
           done: Callable[[], bool], *, limit: int = 3000, start: int = 0) -> list[httpx.Response]:
     """Send requests (each from its own unit) and their true labels until ``done``."""
     records, labels = traffic
@@ -158,7 +159,7 @@ def test_ab_split_is_sticky_and_a_restarted_server_resumes_the_same_rollout(
     server.stop()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLYWHEEL_CHAOS", "0.05")
-        restarted = Server(project.spec.root, poll=0.3)
+        restarted = start_server(project.spec.root, poll=0.3)
     _wait_for_rollout(restarted, state.id)
     # The module's server is now this one (the fixture stops it at the end).
     server.proc, server.port, server.url = restarted.proc, restarted.port, restarted.url
@@ -196,7 +197,7 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-def _wait_for_rollout(server: Server, rollout_id: str) -> None:
+def _wait_for_rollout(server: ServerProcess, rollout_id: str) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if httpx.get(server.url + "/readyz").json().get("rollout", {}).get("id") == rollout_id:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,59 +15,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flywheel import Project
+from flywheel.demo import ServerProcess
 from flywheel.serving import read_predictions
 from tests.conftest import CHURN
+from tests.integration.conftest import start_server
 from tests.integration.test_train import make_project
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, root: Path, *, poll: float = 0.5) -> None:
-        self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "FLYWHEEL_ADMIN_TOKEN": "s3cret"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flywheel.cli.main", "serve", "--config", str(root),
-             "--port", str(self.port), "--poll-interval", str(poll)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("server did not become ready")
-
-    def stop(self, sig: int = signal.SIGTERM) -> str:
-        self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=30)
-        return err
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Server]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, ServerProcess]]:
     root = tmp_path_factory.mktemp("serving")
     project = make_project(root, training={"learners": ["lightgbm"]})
     project.train()
-    server = Server(root)
+    server = start_server(root)
     yield project, server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def rows(served: tuple[Project, Server]) -> tuple[list[dict[str, object]], np.ndarray]:
+def rows(served: tuple[Project, ServerProcess]) -> tuple[list[dict[str, object]], np.ndarray]:
     project, _ = served
     frame = pd.read_parquet(CHURN).sample(40, random_state=3)
     features = project.schema.feature_columns

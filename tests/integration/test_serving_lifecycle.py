@@ -17,7 +17,7 @@ import pytest
 from flywheel.cli.main import main
 from flywheel.serving import read_predictions
 from tests.conftest import CHURN
-from tests.integration.test_serving import Server
+from tests.integration.conftest import start_server
 from tests.integration.test_train import make_project
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path) -> None
     registry = project.registry()
     record = json.loads(pd.read_parquet(CHURN)[project.schema.feature_columns]
                         .head(1).to_json(orient="records"))[0]
-    server = Server(tmp_path, poll=0.2)
+    server = start_server(tmp_path, poll=0.2)
     statuses: list[int] = []
     versions: list[str] = []
     stop = threading.Event()
@@ -68,7 +68,7 @@ def test_sigterm_writes_every_logged_prediction(tmp_path: Path) -> None:
     project.train()
     record = json.loads(pd.read_parquet(CHURN)[project.schema.feature_columns]
                         .head(1).to_json(orient="records"))[0]
-    server = Server(tmp_path)
+    server = start_server(tmp_path)
     ids = [httpx.post(server.url + "/predict", json=record).json()["request_id"]
            for _ in range(25)]
     server.stop(signal.SIGTERM)  # well within the 1 s flush interval

@@ -234,7 +234,7 @@ class RolloutDriver:
         self.controller = RolloutController(project, registry=registry, lock_timeout=5.0)
         self.leader = False
         self.last_decision: Decision | None = None
-        self._watcher = StoreWatcher(self.controller.registry.store_stamp)
+        self._watcher = StoreWatcher(lambda: self.controller.registry.store_stamp())
         """Remembers the registry store's stamp when a tick last found no rollout running."""
         self._thread: PeriodicThread | None = None
         self._lock = FileLock(str(project.workspace.ensure().locks / "rollout-controller.lock"))

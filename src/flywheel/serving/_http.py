@@ -111,6 +111,32 @@ def event_time_of(scope: Scope) -> float | None:
                              f"time, got {text[:40]!r}") from None
 
 
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, received whole.
+
+    Raises:
+        HttpError: 413 when the declared or the received body is over ``limit`` bytes.
+    """
+    declared = header_value(scope, b"content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"request body of {int(declared)} bytes is over the limit of "
+                             f"{limit}")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def send_response(send: Send, status: int, body: bytes,
                         headers: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.start", "status": status,

@@ -77,7 +77,7 @@ class ModelStore:
         self.rollout: RolloutState | None = None
         self.last_error: str | None = None
         self._rollout_text: str | None = None
-        self._watcher = StoreWatcher(registry.store_stamp)
+        self._watcher = StoreWatcher(lambda: self.registry.store_stamp())
         self._poller: PeriodicThread | None = None
 
     @property

@@ -42,6 +42,7 @@ from flywheel.serving._http import (
     event_time_of,
     header_value,
     not_allowed,
+    read_body,
     request_id_of,
     send_response,
     v2_label,
@@ -204,13 +205,8 @@ class ServingApp:
             raise HttpError(422, "the input does not match the model's features",
                             exc.problems) from None
         request_id = request_id_of(scope)
-        event_time = event_time_of(scope)
-        arm = "champion"
-        if self.rollout.router.plan is None:
-            predictions, probabilities = await self._answer(served, records, request_id, started)
-        else:
-            served, arm, records, (predictions, probabilities) = await self.rollout.answer(
-                scope["headers"], served, body, records, request_id, started, self._answer)
+        served, predictions, probabilities = await self._respond(
+            scope, served, body, records, request_id, started)
         payload: dict[str, Any] = {"request_id": request_id, "model_version": served.version,
                                    "predictions": predictions}
         if probabilities is not None:
@@ -218,9 +214,32 @@ class ServingApp:
             payload["probabilities"] = probabilities
         if warnings:
             payload["warnings"] = warnings
+        return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
+
+    async def _respond(self, scope: Scope, served: ServedModel, body: Any,
+                       records: list[dict[str, Any]], request_id: str, started: float, *,
+                       follow_rollout: bool = True) -> tuple[ServedModel, list[Any], Any]:
+        """Answer checked ``records`` (``/predict`` and ``infer``): from ``served``, or as a
+        running rollout routes them, then count and log the answer; (the version that
+        answered, predictions, probabilities or None).
+
+        Args:
+            body: The request as the client sent it (a shadow gets it as is).
+            follow_rollout: False when the client named the version (OIP ``versions/<v>``).
+
+        Raises:
+            HttpError: 400 for a bad event-time header, 422 if the model fails on the input.
+        """
+        event_time = event_time_of(scope)
+        arm = "champion"
+        if not follow_rollout or self.rollout.router.plan is None:
+            predictions, probabilities = await self._answer(served, records, request_id, started)
+        else:
+            served, arm, records, (predictions, probabilities) = await self.rollout.answer(
+                scope["headers"], served, body, records, request_id, started, self._answer)
         self._record(request_id, served, records, predictions, probabilities, started,
                      event_time, arm)
-        return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
+        return served, predictions, probabilities
 
     async def _answer(self, served: ServedModel, records: list[dict[str, Any]],
                       request_id: str, started: float, arm: str = "champion") -> Any:
@@ -260,7 +279,7 @@ class ServingApp:
             return 200, v2_metadata(served), served.version, JSON_HEADERS
         if tail == "/ready":
             return 200, {"name": match["name"], "ready": True}, served.version, JSON_HEADERS
-        raw = decoded_body(await self._body(scope, receive),
+        raw = decoded_body(await read_body(scope, receive, self.max_body_bytes),
                            header_value(scope, b"content-encoding"), self.max_body_bytes)
         try:
             header, binary = split_body(raw, header_value(scope, HEADER_LENGTH))
@@ -276,17 +295,11 @@ class ServingApp:
         except InputProblems as exc:
             raise HttpError(422, "the inputs do not match the model's features",
                             exc.problems) from None
-        records = request.records
         request_id = request.id or request_id_of(scope)
-        event_time = event_time_of(scope)
-        arm = "champion"
-        if match["version"] is not None or self.rollout.router.plan is None:
-            predictions, probabilities = await self._answer(served, records, request_id, started)
-        else:  # the model's own endpoint follows the rollout, like /predict
-            served, arm, records, (predictions, probabilities) = await self.rollout.answer(
-                scope["headers"], served, records, records, request_id, started, self._answer)
-        self._record(request_id, served, records, predictions, probabilities, started,
-                     event_time, arm)
+        # The model's own endpoint follows the rollout, like /predict; a named version does not.
+        served, predictions, probabilities = await self._respond(
+            scope, served, request.records, request.records, request_id, started,
+            follow_rollout=match["version"] is None)
         body, header_length = v2_response(served, request, request_id, predictions,
                                           probabilities)
         if header_length is None:
@@ -349,7 +362,7 @@ class ServingApp:
 
     async def _reload(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         self._authorize(scope)
-        await self._body(scope, receive)
+        await read_body(scope, receive, self.max_body_bytes)
         changed = await asyncio.get_running_loop().run_in_executor(None, self.store.reconcile)
         return 200, {"changed": changed,
                      "models": {a: m.version for a, m in self.store.by_alias.items()}}
@@ -381,29 +394,8 @@ class ServingApp:
 
     # Bodies ------------------------------------------------------------------------------
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        declared = header_value(scope, b"content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise HttpError(413, f"request body of {int(declared)} bytes is over the limit of "
-                                 f"{self.max_body_bytes}")
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body"):
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise HttpError(413, f"request body is over the limit of {self.max_body_bytes} "
-                                     "bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def _json(self, scope: Scope, receive: Receive) -> Any:
-        raw = await self._body(scope, receive)
+        raw = await read_body(scope, receive, self.max_body_bytes)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -49,3 +49,30 @@ def test_a_number_or_boolean_that_is_no_known_category_is_kept_with_a_warning(
 def test_a_categorical_without_a_closed_list_takes_numbers_without_a_warning() -> None:
     rows, warnings = InputChecker(schema()).records(record(city=415))
     assert rows[0]["city"] == 415 and warnings == []
+
+
+def test_columns_give_the_same_records_as_a_list_of_records() -> None:
+    rows = [record(), record(f00=2.0, code="2")]
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    assert InputChecker(schema()).records({"columns": columns})[0] == rows
+
+
+def test_every_mistyped_and_unknown_field_is_listed_with_its_row() -> None:
+    rows = [record(), record(f03="high", extra=1.0), record(f05=float("nan"))]
+    with pytest.raises(InputProblems) as caught:
+        InputChecker(schema()).records(rows)
+    locs = sorted(tuple(p["loc"]) for p in caught.value.problems)
+    assert locs == [("records", 1, "extra"), ("records", 1, "f03"), ("records", 2, "f05")]
+
+
+@pytest.mark.parametrize("body", ["a record", 3, None])
+def test_a_body_that_is_no_record_list_or_columns_says_what_is_accepted(body: object) -> None:
+    with pytest.raises(InputProblems) as caught:
+        InputChecker(schema()).records(body)
+    assert caught.value.problems[0]["loc"] == ["body"]
+    assert "columns" in caught.value.problems[0]["msg"]
+
+
+def test_more_rows_than_the_limit_are_refused() -> None:
+    with pytest.raises(InputProblems):
+        InputChecker(schema(), max_rows=3).records([record()] * 4)
