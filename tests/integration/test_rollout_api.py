@@ -23,7 +23,6 @@ from flywheel.pipelines.rollout import (
     start_rollout,
     stop_rollout,
 )
-from flywheel.registry._records import delete_alias, set_version_tags
 from flywheel.rollout import STATE_TAG, parse_state
 from flywheel.serving import PredictionLog
 from tests.integration.test_train import make_project
@@ -85,7 +84,7 @@ def feed(project: Project, arm: str, version: str, n: int, *, accuracy: float = 
 
 
 def test_a_rollout_without_a_challenger_is_refused(fresh: Project) -> None:
-    delete_alias(fresh.registry(), "challenger")
+    fresh.registry().delete_alias("challenger")
     with pytest.raises(RolloutError, match="no challenger to roll out"):
         start_rollout(fresh, "canary")
 
@@ -93,22 +92,22 @@ def test_a_rollout_without_a_challenger_is_refused(fresh: Project) -> None:
 def test_a_version_that_failed_its_gates_is_refused(fresh: Project) -> None:
     registry = fresh.registry()
     passed = registry.version_info("2").tags["flywheel.gates.passed"]
-    set_version_tags(registry, "2", {"flywheel.gates.passed": "false",
-                                     "flywheel.gates.threshold": "fail: roc_auc 0.91 < 0.9999"})
+    registry.set_version_tags("2", {"flywheel.gates.passed": "false",
+                                    "flywheel.gates.threshold": "fail: roc_auc 0.91 < 0.9999"})
     try:
         with pytest.raises(RolloutError, match="version 2 did not pass its gates.*roc_auc"):
             start_rollout(fresh, "canary", "2")
     finally:
-        set_version_tags(registry, "2", {"flywheel.gates.passed": passed,
-                                         "flywheel.gates.threshold": "pass"})
+        registry.set_version_tags("2", {"flywheel.gates.passed": passed,
+                                        "flywheel.gates.threshold": "pass"})
 
 
 def test_a_version_that_failed_its_gates_takes_a_canary_only_with_force_and_a_reason(
         fresh: Project, capsys: pytest.CaptureFixture[str]) -> None:
     registry = fresh.registry()
     passed = registry.version_info("2").tags["flywheel.gates.passed"]
-    set_version_tags(registry, "2", {"flywheel.gates.passed": "false",
-                                     "flywheel.gates.champion": "fail: lower bound -0.0125"})
+    registry.set_version_tags("2", {"flywheel.gates.passed": "false",
+                                    "flywheel.gates.champion": "fail: lower bound -0.0125"})
     root = str(fresh.spec.root)
     args = ["rollout", "canary", "2", "--stages", "10,100", "--min-requests", "30",
             "--min-labels", "0", "--config", root]
@@ -137,8 +136,8 @@ def test_a_version_that_failed_its_gates_takes_a_canary_only_with_force_and_a_re
         promoted = [e for e in history(fresh).entries if e.alias == "champion"][-1]
         assert promoted.action == "rollout_promote" and promoted.evidence["forced"] is True
     finally:
-        set_version_tags(registry, "2", {"flywheel.gates.passed": passed,
-                                         "flywheel.gates.champion": "pass"})
+        registry.set_version_tags("2", {"flywheel.gates.passed": passed,
+                                        "flywheel.gates.champion": "pass"})
 
 
 def test_the_champion_itself_is_refused(fresh: Project) -> None:

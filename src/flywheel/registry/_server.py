@@ -19,14 +19,12 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 import requests
 
 from flywheel.core.errors import TrackingUnreachableError
 
-__all__ = ["ServerLimits", "apply_limits", "check_reachable", "check_store_path", "is_server_uri",
-           "lost_connection"]
+__all__ = ["ServerLimits", "apply_limits", "check_reachable", "is_server_uri", "lost_connection"]
 
 _log = logging.getLogger(__name__)
 
@@ -146,32 +144,3 @@ def lost_connection(exc: BaseException) -> str | None:
         current = current.__cause__ or current.__context__
     return None
 
-
-def check_store_path(uri: str) -> None:
-    """Refuse a local SQLite store whose path MLflow cannot create.
-
-    MLflow creates the database's folders itself and fails with ``FileExistsError`` or
-    ``NotADirectoryError`` when a regular file stands where a folder should be.
-
-    Raises:
-        TrackingUnreachableError: If the path is a folder, or one of its folders is a file.
-    """
-    if not uri.startswith("sqlite:///"):
-        return
-    raw = uri.removeprefix("sqlite:///")
-    if raw in ("", ":memory:"):
-        return
-    path = Path(raw)
-    if path.is_dir():
-        raise TrackingUnreachableError(
-            uri, f"{path} is a folder, not a database file",
-            hint="Point tracking.tracking_uri in flywheel.yaml at a file, such as "
-                 f"sqlite:///{path / 'mlflow.db'}.")
-    for folder in path.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise TrackingUnreachableError(
-                    uri, f"{folder} is a regular file, not a folder",
-                    hint="Point tracking.tracking_uri in flywheel.yaml at a path whose folders "
-                         "are folders, or move that file away.")
-            return

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pandas as pd
 
-    from flywheel.registry._types import LoggedModel, ModelVersionInfo
+    from flywheel.registry._types import LoggedModel, ModelVersionInfo, RunRecord
 
 __all__ = ["ModelStore", "Registry", "Tracker"]
 
@@ -46,8 +46,24 @@ class Tracker(Protocol):
 
     def log_trial(self, parent_run_id: str, number: int, *, params: Mapping[str, Any],
                   metrics: Mapping[str, float], state: str, duration_s: float,
-                  error: str | None = None) -> str:
+                  error: str | None = None, tags: Mapping[str, str] | None = None) -> str:
         """Record one finished search trial as a child run; returns its id."""
+        ...
+
+    def find_runs(self, filter_string: str) -> list[RunRecord]:
+        """Runs of the experiment matching MLflow's ``filter_string``, newest first."""
+        ...
+
+    def end_run(self, run_id: str, status: str, *, reason: str) -> None:
+        """End a run left open with ``status``, the reason in tag ``flywheel.error``."""
+        ...
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give the run a new display name."""
+        ...
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of run ``run_id``."""
         ...
 
     def log_dataset(self, run_id: str, frame: pd.DataFrame, *, name: str, fingerprint: str,

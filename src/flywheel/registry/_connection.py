@@ -1,0 +1,190 @@
+"""Reaching MLflow: the client, retries of store contention, and MLflow's errors as flywheel's.
+
+Every call goes through an explicit ``MlflowClient`` for the registry's tracking URI, created on
+first use (a client opens, and on first use migrates, the database). :meth:`_Connection._call`
+retries contention and turns every ``MlflowException`` or ``OSError`` into a
+:class:`~flywheel.core.errors.RegistryError`; nothing outside the registry class touches the
+client. Also here: the one parser of ``sqlite:///`` URIs and the checks of a local store's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+from flywheel.core.errors import RegistryError, TrackingUnreachableError
+from flywheel.registry._quiet import quiet_mlflow
+from flywheel.registry._retry import retry_on_contention
+from flywheel.registry._server import (
+    ServerLimits,
+    apply_limits,
+    check_reachable,
+    is_server_uri,
+    lost_connection,
+)
+
+__all__ = ["TAG_LIMIT", "check_store_path", "cut", "sqlite_path", "tag_values"]
+
+T = TypeVar("T")
+
+_SQLITE = "sqlite:///"
+# MLflow's limit on a run tag's value (mlflow.utils.validation): longer values are cut.
+TAG_LIMIT = 8000
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:///`` URI as written (relative or absolute), or
+    ``None`` for any other store, an in-memory database or an empty path."""
+    if not uri.startswith(_SQLITE):
+        return None
+    path = uri.removeprefix(_SQLITE)
+    return None if path in ("", ":memory:") else path
+
+
+def check_store_path(uri: str) -> None:
+    """Refuse a local SQLite store whose path MLflow cannot create.
+
+    MLflow creates the database's folders itself and fails with ``FileExistsError`` or
+    ``NotADirectoryError`` when a regular file stands where a folder should be.
+
+    Raises:
+        TrackingUnreachableError: If the path is a folder, or one of its folders is a file.
+    """
+    raw = sqlite_path(uri)
+    if raw is None:
+        return
+    path = Path(raw)
+    if path.is_dir():
+        raise TrackingUnreachableError(
+            uri, f"{path} is a folder, not a database file",
+            hint="Point tracking.tracking_uri in flywheel.yaml at a file, such as "
+                 f"sqlite:///{path / 'mlflow.db'}.")
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise TrackingUnreachableError(
+                    uri, f"{folder} is a regular file, not a folder",
+                    hint="Point tracking.tracking_uri in flywheel.yaml at a path whose folders "
+                         "are folders, or move that file away.")
+            return
+
+
+def tag_values(tags: Mapping[str, Any], *, limit: int = TAG_LIMIT) -> dict[str, str]:
+    """``tags`` as strings, each value cut to ``limit`` characters."""
+    return {str(k): cut(str(v), limit) for k, v in tags.items()}
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 3`` characters and ``...`` if it is longer."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Connection:
+    """The MLflow client of one registry and the error handling of every call through it.
+
+    Args:
+        tracking_uri: MLflow tracking (and registry) URI, such as ``sqlite:////abs/mlflow.db``.
+        artifact_location: Where a newly created experiment stores artifacts; ``None`` lets
+            MLflow choose. An existing experiment keeps its own.
+        experiment: The experiment runs go to; created on first use.
+        model_name: The registered model versions go to; created on first registration.
+        limits: How long to wait for, and how often to retry, a tracking server reached over
+            HTTP(S); its reachability is checked before the first call.
+    """
+
+    def __init__(self, tracking_uri: str, *, artifact_location: str | None, experiment: str,
+                 model_name: str, limits: ServerLimits | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.limits = limits or ServerLimits()
+        self.artifact_location = artifact_location
+        self.experiment = experiment
+        self.model_name = model_name
+        self._mlflow: MlflowClient | None = None
+        self._experiment_id: str | None = None
+        self._run_experiments: dict[str, str] = {}
+
+    @property
+    def _client(self) -> MlflowClient:
+        # Created on first use: a client opens (and on first use migrates) the database.
+        if self._mlflow is None:
+            quiet_mlflow()
+            if is_server_uri(self.tracking_uri):
+                apply_limits(self.limits)
+                check_reachable(self.tracking_uri, self.limits)
+            check_store_path(self.tracking_uri)
+            try:
+                if self._store_missing() and self.artifact_location:
+                    # Created by a client, a SQLite store's Default experiment would keep its
+                    # artifacts in ./mlruns of whatever folder the command ran in; anything
+                    # logged to it (the UI, a user's own MLflow code) would write there.
+                    SqlAlchemyStore(self.tracking_uri, self.artifact_location)  # type: ignore[no-untyped-call]
+                self._mlflow = MlflowClient(tracking_uri=self.tracking_uri,
+                                            registry_uri=self.tracking_uri)
+            except OSError as exc:  # SQLite: its folder cannot be made, the file not opened
+                raise TrackingUnreachableError(
+                    self.tracking_uri, exc.strerror or str(exc),
+                    hint="Point tracking.tracking_uri in flywheel.yaml at a file in a folder "
+                         "flywheel may create and write.") from exc
+        return self._mlflow
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return retry_on_contention(call)
+        except MlflowException as exc:
+            raise self._failure(what, exc) from exc
+        except OSError as exc:  # the artifact store or a local store's files
+            raise RegistryError(
+                f"MLflow could not {what} ({type(exc).__name__}: {exc}). Check that the "
+                f"tracking store {self.tracking_uri} and the artifact location "
+                f"{self.artifact_location} are reachable and writable, then retry.") from exc
+
+    def _failure(self, what: str, exc: MlflowException) -> RegistryError:
+        lost = lost_connection(exc)
+        if lost is not None:
+            return TrackingUnreachableError(
+                self.tracking_uri, f"MLflow could not {what}: {lost}",
+                attempts=self.limits.retries + 1)
+        return RegistryError(
+            f"MLflow could not {what} ({exc.error_code}: {_short(exc.message)}). Check that "
+            f"the tracking store {self.tracking_uri} is reachable and writable, then retry."
+        )
+
+    def _get_experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self._call("open the experiment", self._open_experiment)
+        return self._experiment_id
+
+    def _open_experiment(self) -> str:
+        found = self._client.get_experiment_by_name(self.experiment)
+        if found is None:
+            try:
+                return str(self._client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_location))
+            except MlflowException as exc:  # another process created it first
+                found = self._client.get_experiment_by_name(self.experiment)
+                if found is None:
+                    raise exc from None
+        if found.lifecycle_stage == "deleted":
+            self._client.restore_experiment(found.experiment_id)
+        return str(found.experiment_id)
+
+    def _store_missing(self) -> bool:
+        # Reading a SQLite store that does not exist yet would create it (and run MLflow's
+        # migrations, seconds) only to find nothing; `flywheel models` on a new project.
+        if self._mlflow is not None:
+            return False
+        path = sqlite_path(self.tracking_uri)
+        if path is None or Path(path).exists():
+            return False
+        check_store_path(self.tracking_uri)
+        return True
+
+
+def _short(message: object) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= 300 else text[:297] + "..."
