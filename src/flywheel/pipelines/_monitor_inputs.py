@@ -36,14 +36,15 @@ from flywheel.pipelines._monitoring_reference import CALIBRATION_ARTIFACT, REFER
 if TYPE_CHECKING:
     from flywheel.pipelines.monitor import MonitorCache, WindowRequest
     from flywheel.pipelines.project import Project
-    from flywheel.registry import MlflowRegistry, ModelVersionInfo
+    from flywheel.registry import ModelVersionInfo
+    from flywheel.registry.base import Registry
 
 __all__ = ["load_version", "read_window"]
 
 log = logging.getLogger("flywheel.monitoring")
 
 
-def load_version(project: Project, registry: MlflowRegistry, info: ModelVersionInfo
+def load_version(project: Project, registry: Registry, info: ModelVersionInfo
                  ) -> MonitoredVersion:
     """What monitoring needs of a registered version, from its run's artifacts and tags.
 
@@ -90,7 +91,7 @@ def load_version(project: Project, registry: MlflowRegistry, info: ModelVersionI
         calibrator=calibrator, holdout=holdout, notes=tuple(notes))
 
 
-def read_window(project: Project, registry: MlflowRegistry, info: ModelVersionInfo,
+def read_window(project: Project, registry: Registry, info: ModelVersionInfo,
                  version: MonitoredVersion, request: WindowRequest,
                  cache: MonitorCache) -> Window:
     if request.data is not None:
@@ -125,7 +126,7 @@ def read_window(project: Project, registry: MlflowRegistry, info: ModelVersionIn
     return window
 
 
-def _window_from_data(project: Project, registry: MlflowRegistry, info: ModelVersionInfo,
+def _window_from_data(project: Project, registry: Registry, info: ModelVersionInfo,
                       version: MonitoredVersion, request: WindowRequest,
                       cache: MonitorCache) -> Window:
     if request.data is None:

@@ -16,7 +16,7 @@ from flywheel.evaluation import permutation_importances
 from flywheel.monitoring import build_reference, fit_calibrator, prediction_columns
 
 if TYPE_CHECKING:
-    from flywheel.registry import MlflowRegistry
+    from flywheel.registry.base import Registry
 
 __all__ = ["CALIBRATION_ARTIFACT", "REFERENCE_ARTIFACT", "log_monitoring_reference",
            "monitoring_kinds"]
@@ -39,7 +39,7 @@ def monitoring_kinds(schema: DataSchema) -> dict[str, str]:
     return out
 
 
-def log_monitoring_reference(registry: MlflowRegistry, run_id: str, *, frame: pd.DataFrame,
+def log_monitoring_reference(registry: Registry, run_id: str, *, frame: pd.DataFrame,
                              schema: DataSchema, task: str, classes: tuple[str, ...],
                              y_holdout: np.ndarray, prediction: np.ndarray,
                              seed: int = 0, model: Any = None,

@@ -19,7 +19,8 @@ from flywheel.serving import ModelStore, read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines.project import Project
-    from flywheel.registry import MlflowRegistry, ModelVersionInfo
+    from flywheel.registry import ModelVersionInfo
+    from flywheel.registry.base import Registry
 
 __all__ = ["PROFILE_ARTIFACT", "ab_plan", "check_monitoring", "warm_up"]
 
@@ -28,7 +29,7 @@ _PLAN_WINDOW = dt.timedelta(days=7)
 _MIN_BASELINE_ROWS = 30
 
 
-def check_monitoring(project: Project, registry: MlflowRegistry, info: ModelVersionInfo
+def check_monitoring(project: Project, registry: Registry, info: ModelVersionInfo
                      ) -> None:
     """Refuse a version that monitoring does not cover.
 
@@ -116,7 +117,7 @@ def _holdout_baseline(metric: str, tags: Any) -> tuple[float | None, float | Non
     return None, None, ""
 
 
-def warm_up(project: Project, registry: MlflowRegistry, version: str, *, rows: int,
+def warm_up(project: Project, registry: Registry, version: str, *, rows: int,
             budget_ms: float | None) -> HealthCheck:
     """Load ``version`` as a server would (checksum verified, compiled) and score ``rows``
     recent inputs one at a time: every answer must be finite and, with a budget, the p99

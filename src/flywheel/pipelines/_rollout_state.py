@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from flywheel.rollout import STATE_TAG, RolloutState, parse_state
 
 if TYPE_CHECKING:
-    from flywheel.registry import MlflowRegistry
+    from flywheel.registry.base import Registry
 
 __all__ = ["ROLLOUT_ALIAS", "read_state", "write_state"]
 
@@ -28,7 +28,7 @@ def read_state(tags: Mapping[str, str]) -> RolloutState | None:
     return parse_state(text) if text else None
 
 
-def write_state(registry: MlflowRegistry, state: RolloutState) -> RolloutState:
+def write_state(registry: Registry, state: RolloutState) -> RolloutState:
     """Store ``state`` as the next revision and return what was stored.
 
     Callers hold the workspace ``registry`` lock, so revisions never interleave.

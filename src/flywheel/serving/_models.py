@@ -23,7 +23,7 @@ from flywheel.core.periodic import FULL_READ_SECONDS, PeriodicThread, StoreWatch
 from flywheel.core.spec import parse_config
 from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema
-from flywheel.registry import MlflowRegistry
+from flywheel.registry.base import Registry
 from flywheel.rollout import STATE_TAG, RolloutState, parse_state
 from flywheel.serving._inputs import InputChecker
 from flywheel.serving._predictor import LoadedModel, build_loaded_model
@@ -61,7 +61,7 @@ class ModelStore:
         on_change: Called with (alias, version) after every swap.
     """
 
-    def __init__(self, registry: MlflowRegistry, *, aliases: tuple[str, ...] = ("champion",
+    def __init__(self, registry: Registry, *, aliases: tuple[str, ...] = ("champion",
                  "challenger"), poll_interval: float = 2.0, allow_pickle: bool = False,
                  on_change: Callable[[str, str | None], None] | None = None) -> None:
         self.registry = registry
