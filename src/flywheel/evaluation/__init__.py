@@ -26,6 +26,7 @@ from flywheel.evaluation._metrics import (
     task_metrics,
 )
 from flywheel.evaluation._robustness import RobustnessCheck, run_robustness
+from flywheel.evaluation._scores import predict_scores
 from flywheel.evaluation._stats import (
     MetricInterval,
     PairedComparison,
@@ -55,6 +56,7 @@ __all__ = [
     "delong_roc_auc",
     "get_metric",
     "permutation_importances",
+    "predict_scores",
     "run_gates",
     "run_robustness",
     "summarize",

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flywheel.core.spec import Task
+from flywheel.evaluation._scores import predict_scores
 
 __all__ = ["RobustnessCheck", "check_predictions", "predict_fn", "run_robustness"]
 
@@ -43,10 +44,8 @@ class RobustnessCheck:
 
 
 def predict_fn(model: Any, task: Task) -> Predict:
-    """What a gate calls to score a frame: probabilities for classifiers, values otherwise."""
-    if task == "regression":
-        return lambda frame: np.asarray(model.predict(frame), dtype=float)
-    return lambda frame: np.asarray(model.predict_proba(frame), dtype=float)
+    """What a gate calls to score a frame: ``predict_scores`` bound to ``model``."""
+    return lambda frame: predict_scores(model, frame, task)
 
 
 def check_predictions(pred: np.ndarray, rows: int, task: Task,

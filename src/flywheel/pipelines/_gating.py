@@ -30,6 +30,7 @@ from flywheel.evaluation import (
     GateInputs,
     GateReport,
     build_model_card,
+    predict_scores,
     run_gates,
 )
 from flywheel.features import CompiledPredictor
@@ -123,10 +124,7 @@ def _score_champion(registry: MlflowRegistry, holdout: pd.DataFrame, *, spec: Pr
             if missing:
                 raise ValueError(f"the champion needs columns the data lacks: {missing}")
             data = data[columns]
-        if spec.target.task == "regression":
-            prediction = np.asarray(model.predict(data), dtype=float)
-        else:
-            prediction = np.asarray(model.predict_proba(data), dtype=float)
+        prediction = predict_scores(model, data, spec.target.task)
     except Exception as exc:  # any failure to score the champion fails the gate, visibly
         return ChampionPredictions(number, error=f"{type(exc).__name__}: {exc}")
     return ChampionPredictions(number, rows=keep, prediction=prediction,

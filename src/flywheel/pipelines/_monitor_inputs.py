@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ from flywheel.core.errors import FlywheelError, MonitoringError, RegistryError
 from flywheel.core.spec import parse_config
 from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema, ReferenceProfile
+from flywheel.evaluation import predict_scores
 from flywheel.monitoring import (
+    AlertDispatcher,
     Calibrator,
     MonitoredVersion,
     MonitoringReference,
@@ -34,17 +37,38 @@ from flywheel.monitoring import (
 from flywheel.pipelines._monitoring_reference import CALIBRATION_ARTIFACT, REFERENCE_ARTIFACT
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.monitor import MonitorCache, WindowRequest
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import ModelVersionInfo
     from flywheel.registry.base import Registry
 
-__all__ = ["load_version", "read_window"]
+__all__ = ["MonitorCache", "WindowRequest", "load_version", "read_window"]
 
 log = logging.getLogger("flywheel.monitoring")
 
 
-def load_version(project: Project, registry: Registry, info: ModelVersionInfo
+@dataclasses.dataclass(frozen=True)
+class WindowRequest:
+    """Which rows to monitor: a data file, or the prediction log's last N rows and/or a time
+    range; nothing given means the log's last ``monitoring.window_rows`` rows."""
+
+    data: Path | None = None
+    last: int | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+@dataclasses.dataclass
+class MonitorCache:
+    """What a watcher keeps between windows: versions and models by number, the dispatcher
+    (its cool-down memory) and the registry client."""
+
+    versions: dict[str, MonitoredVersion] = dataclasses.field(default_factory=dict)
+    models: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dispatcher: AlertDispatcher | None = None
+    registry: Registry | None = None
+
+
+def load_version(project: ProjectContext, registry: Registry, info: ModelVersionInfo
                  ) -> MonitoredVersion:
     """What monitoring needs of a registered version, from its run's artifacts and tags.
 
@@ -91,7 +115,7 @@ def load_version(project: Project, registry: Registry, info: ModelVersionInfo
         calibrator=calibrator, holdout=holdout, notes=tuple(notes))
 
 
-def read_window(project: Project, registry: Registry, info: ModelVersionInfo,
+def read_window(project: ProjectContext, registry: Registry, info: ModelVersionInfo,
                  version: MonitoredVersion, request: WindowRequest,
                  cache: MonitorCache) -> Window:
     if request.data is not None:
@@ -126,7 +150,7 @@ def read_window(project: Project, registry: Registry, info: ModelVersionInfo,
     return window
 
 
-def _window_from_data(project: Project, registry: Registry, info: ModelVersionInfo,
+def _window_from_data(project: ProjectContext, registry: Registry, info: ModelVersionInfo,
                       version: MonitoredVersion, request: WindowRequest,
                       cache: MonitorCache) -> Window:
     if request.data is None:
@@ -146,10 +170,11 @@ def _window_from_data(project: Project, registry: Registry, info: ModelVersionIn
         # Extreme inputs (and some BLAS builds, spuriously) raise floating-point warnings in
         # the model's arithmetic; a prediction that comes out NaN is handled downstream.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scores = predict_scores(model, inputs, version.task)
             if version.task == "regression":
-                values = np.asarray(model.predict(inputs), dtype=float)
+                values = scores
             else:
-                proba = np.asarray(model.predict_proba(inputs), dtype=float)
+                proba = scores
     elif len(frame):
         notes.append("the file lacks some of the model's features: no predictions, so no "
                      "performance or prediction drift")

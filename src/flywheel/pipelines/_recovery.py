@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Literal
 from flywheel.registry import CHALLENGER, CHAMPION, AuditEntry, AuditHistory, AuditLog
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
-    from flywheel.registry import MlflowRegistry
+    from flywheel.pipelines._context import ProjectContext
+    from flywheel.registry.base import Registry
 
 __all__ = ["RECOVERED_TAG", "Recovery", "recover_changes"]
 
@@ -57,7 +57,7 @@ class Recovery:
         return self.detail
 
 
-def recover_changes(project: Project, registry: MlflowRegistry | None = None, *,
+def recover_changes(project: ProjectContext, registry: Registry | None = None, *,
                     lock_held: bool = False) -> list[Recovery]:
     """Settle every change a crash left half made; returns what was done (usually nothing).
 
@@ -87,7 +87,7 @@ def recover_changes(project: Project, registry: MlflowRegistry | None = None, *,
     return done
 
 
-def _recover_moves(registry: MlflowRegistry, log: AuditLog, history: AuditHistory,
+def _recover_moves(registry: Registry, log: AuditLog, history: AuditHistory,
                    intent: AuditEntry) -> Recovery:
     recorded = {e.alias for e in history.completing(intent.seq)}
     now, _ = registry.aliases_and_tags()
@@ -128,7 +128,7 @@ def _recover_moves(registry: MlflowRegistry, log: AuditLog, history: AuditHistor
     return Recovery(intent, "recovered", text, tuple(entries))
 
 
-def _recover_registration(registry: MlflowRegistry, log: AuditLog, history: AuditHistory,
+def _recover_registration(registry: Registry, log: AuditLog, history: AuditHistory,
                           intent: AuditEntry) -> Recovery:
     run_id = str(intent.evidence.get("run_id") or "")
     before = {str(k): str(v) for k, v in (intent.evidence.get("before") or {}).items()}
@@ -168,7 +168,7 @@ def _recover_registration(registry: MlflowRegistry, log: AuditLog, history: Audi
     return Recovery(intent, "recovered", text, tuple(entries))
 
 
-def _has_card(registry: MlflowRegistry, run_id: str) -> bool:
+def _has_card(registry: Registry, run_id: str) -> bool:
     try:
         return bool(run_id) and registry.artifact_exists(run_id, _CARD)
     except Exception:  # noqa: BLE001 - an unreadable store only changes the flag's wording

@@ -20,7 +20,7 @@ from flywheel.monitoring import encode_labels
 from flywheel.predlog import INPUT_PREFIX, read_predictions
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
 
 __all__ = ["RetrainingData", "as_training_types", "labelled_traffic", "retraining_frame"]
 
@@ -47,7 +47,7 @@ class RetrainingData:
                 "unmatched_labels": self.unmatched_labels}
 
 
-def labelled_traffic(project: Project, log: pd.DataFrame | None = None) -> pd.DataFrame:
+def labelled_traffic(project: ProjectContext, log: pd.DataFrame | None = None) -> pd.DataFrame:
     """Answered, labelled production rows (no shadow copies), oldest first."""
     frame = log if log is not None else read_predictions(project.workspace.predictions)
     if frame.empty or "label" not in frame:
@@ -56,7 +56,7 @@ def labelled_traffic(project: Project, log: pd.DataFrame | None = None) -> pd.Da
     return frame[keep].sort_values("event_ts", kind="stable")
 
 
-def retraining_frame(project: Project, original: pd.DataFrame, classes: tuple[str, ...],
+def retraining_frame(project: ProjectContext, original: pd.DataFrame, classes: tuple[str, ...],
                      *, now: dt.datetime, log: pd.DataFrame | None = None) -> RetrainingData:
     """Training rows for a retraining at ``now`` (the loop's clock).
 

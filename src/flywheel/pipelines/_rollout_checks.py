@@ -18,7 +18,7 @@ from flywheel.rollout import BINARY_METRICS, HealthCheck, outcome_values, plan_s
 from flywheel.serving import ModelStore, read_predictions
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import ModelVersionInfo
     from flywheel.registry.base import Registry
 
@@ -29,7 +29,7 @@ _PLAN_WINDOW = dt.timedelta(days=7)
 _MIN_BASELINE_ROWS = 30
 
 
-def check_monitoring(project: Project, registry: Registry, info: ModelVersionInfo
+def check_monitoring(project: ProjectContext, registry: Registry, info: ModelVersionInfo
                      ) -> None:
     """Refuse a version that monitoring does not cover.
 
@@ -54,7 +54,7 @@ def check_monitoring(project: Project, registry: Registry, info: ModelVersionInf
             "it again.")
 
 
-def ab_plan(project: Project, policy: Any, champion: ModelVersionInfo,
+def ab_plan(project: ProjectContext, policy: Any, champion: ModelVersionInfo,
             frame: pd.DataFrame | None = None) -> dict[str, Any] | None:
     """The A/B test's sample size for ``policy.mde``, from the best baseline available.
 
@@ -84,7 +84,7 @@ def ab_plan(project: Project, policy: Any, champion: ModelVersionInfo,
     return {**plan.to_dict(), "metric": policy.metric, "baseline_from": source}
 
 
-def _champion_outcomes(project: Project, policy: Any, version: str,
+def _champion_outcomes(project: ProjectContext, policy: Any, version: str,
                        frame: pd.DataFrame | None) -> np.ndarray:
     if frame is None:
         since = dt.datetime.now(dt.UTC) - _PLAN_WINDOW
@@ -117,7 +117,7 @@ def _holdout_baseline(metric: str, tags: Any) -> tuple[float | None, float | Non
     return None, None, ""
 
 
-def warm_up(project: Project, registry: Registry, version: str, *, rows: int,
+def warm_up(project: ProjectContext, registry: Registry, version: str, *, rows: int,
             budget_ms: float | None) -> HealthCheck:
     """Load ``version`` as a server would (checksum verified, compiled) and score ``rows``
     recent inputs one at a time: every answer must be finite and, with a budget, the p99
@@ -150,7 +150,7 @@ def warm_up(project: Project, registry: Registry, version: str, *, rows: int,
     return HealthCheck(not problems, len(latencies), p99, tuple(problems))
 
 
-def sample_records(project: Project, features: list[str], rows: int) -> list[dict[str, Any]]:
+def sample_records(project: ProjectContext, features: list[str], rows: int) -> list[dict[str, Any]]:
     """Recent inputs from the prediction log, else the first rows of the training data."""
     frame = read_predictions(project.workspace.predictions, last=rows, with_labels=False)
     columns = [INPUT_PREFIX + f for f in features]

@@ -41,7 +41,7 @@ from flywheel.registry import CHAMPION
 from flywheel.rollout import BlueGreenPolicy, Decision, RolloutState, decide, gather_evidence
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import MlflowRegistry
 
 __all__ = ["RolloutController", "RolloutDriver"]
@@ -60,7 +60,7 @@ class RolloutController:
         lock_timeout: Seconds to wait for the workspace ``registry`` lock.
     """
 
-    def __init__(self, project: Project, *, registry: MlflowRegistry | None = None,
+    def __init__(self, project: ProjectContext, *, registry: MlflowRegistry | None = None,
                  lock_timeout: float = 30.0) -> None:
         self.project = project
         self.registry = registry or project.registry()
@@ -227,7 +227,7 @@ class RolloutDriver:
     next try.
     """
 
-    def __init__(self, project: Project, *, interval: float | None = None,
+    def __init__(self, project: ProjectContext, *, interval: float | None = None,
                  registry: MlflowRegistry | None = None) -> None:
         self.project = project
         self.interval = interval if interval is not None else project.spec.rollout.tick_seconds

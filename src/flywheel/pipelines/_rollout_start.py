@@ -16,13 +16,13 @@ from flywheel.registry import CHALLENGER, CHAMPION, current_user
 from flywheel.rollout import KINDS, RolloutState, new_state, policy_from_spec
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import MlflowRegistry
 
 __all__ = ["start_rollout"]
 
 
-def start_rollout(project: Project, kind: str | None = None, version: str | None = None, *,
+def start_rollout(project: ProjectContext, kind: str | None = None, version: str | None = None, *,
                   reason: str | None = None, overrides: Mapping[str, Any] | None = None,
                   registry: MlflowRegistry | None = None, lock_held: bool = False,
                   force: bool = False) -> RolloutState:

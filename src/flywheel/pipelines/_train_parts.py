@@ -50,12 +50,6 @@ def refit(x: pd.DataFrame, y: np.ndarray, schema: DataSchema, spec: ProjectSpec,
     return Pipeline([("features", features), ("model", estimator)])
 
 
-def predict_holdout(model: Pipeline, x: pd.DataFrame, task: str) -> np.ndarray:
-    if task == "regression":
-        return np.asarray(model.predict(x), dtype=float)
-    return np.asarray(model.predict_proba(x), dtype=float)
-
-
 def log_trial(registry: MlflowRegistry, run_id: str, trial: FrozenTrial, study: str) -> None:
     """One finished trial as a child run: parameters, CV mean and std, duration, state."""
     cv = trial.user_attrs.get("cv", {})

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flywheel.core.errors import ConfigError, RegistryError
-from flywheel.evaluation import GateReport, check_gates_config, compute_metrics, get_metric
+from flywheel.evaluation import (
+    GateReport,
+    check_gates_config,
+    compute_metrics,
+    get_metric,
+    predict_scores,
+)
 from flywheel.pipelines._compile import compile_for_serving
 from flywheel.pipelines._gating import (
     GATES_ARTIFACT,
@@ -32,7 +38,7 @@ from flywheel.pipelines.promote import audit_log, recover, resolve_version
 from flywheel.training import encode_target
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import AuditEntry, MlflowRegistry
 
 __all__ = ["GATES_ALIAS", "GateRerun", "rerun_gates"]
@@ -53,7 +59,7 @@ class GateRerun:
     entry: AuditEntry
 
 
-def rerun_gates(project: Project, version: str, *, data: str | Path | None = None,
+def rerun_gates(project: ProjectContext, version: str, *, data: str | Path | None = None,
                 reason: str | None = None, registry: MlflowRegistry | None = None
                 ) -> GateRerun:
     """Run the spec's gates again on registered ``version`` and store the results on it.
@@ -103,10 +109,7 @@ def rerun_gates(project: Project, version: str, *, data: str | Path | None = Non
         model = registry.load_model(info.version, allow_pickle=spec.training.allow_pickle)
         x_holdout = frame.iloc[holdout_rows][features].reset_index(drop=True)
         y_holdout = y[holdout_rows]
-        if spec.target.task == "regression":
-            prediction = np.asarray(model.predict(x_holdout), dtype=float)
-        else:
-            prediction = np.asarray(model.predict_proba(x_holdout), dtype=float)
+        prediction = predict_scores(model, x_holdout, spec.target.task)
         compiled, _ = compile_for_serving(model, schema, spec.target.task, x_holdout)
         trained = y[~unseen]
         target_range = (float(np.min(trained)), float(np.max(trained))) \

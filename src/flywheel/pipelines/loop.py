@@ -34,13 +34,15 @@ from flywheel.core.workspace import atomic_write_text
 from flywheel.data import fingerprint_frame
 from flywheel.monitoring import check_rule_names
 from flywheel.pipelines._retrain_data import labelled_traffic, retraining_frame
+from flywheel.pipelines.monitor import WindowRequest, monitor_project
 from flywheel.pipelines.promote import audit_log, promote_version
 from flywheel.pipelines.rollout import RolloutController, rollout_status, start_rollout
+from flywheel.pipelines.train import train_project
 from flywheel.predlog import read_predictions
 
 if TYPE_CHECKING:
     from flywheel.monitoring import MonitorResult
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import MlflowRegistry, ModelVersionInfo
 
 __all__ = ["LoopState", "RetrainingLoop", "TickResult"]
@@ -104,7 +106,7 @@ class RetrainingLoop:
         ConfigError: If a trigger names a metric monitoring never produces.
     """
 
-    def __init__(self, project: Project, *, clock: Clock | None = None,
+    def __init__(self, project: ProjectContext, *, clock: Clock | None = None,
                  registry: MlflowRegistry | None = None,
                  on_event: Callable[[TickResult], None] | None = None) -> None:
         check_rule_names(project.spec.retraining.triggers, where="retraining.triggers")
@@ -168,7 +170,8 @@ class RetrainingLoop:
         if cooling is not None and now < cooling:
             state.write(self.state_path)
             return TickResult("waiting", f"cooling down until {cooling:%Y-%m-%d %H:%M}")
-        monitored = self.project.monitor(last=spec.window_rows, report=False)
+        monitored = monitor_project(self.project, WindowRequest(last=spec.window_rows),
+                                    report=False)
         self.last_monitoring = monitored
         metrics = monitored.metrics
         fired = [str(rule) for rule in spec.triggers
@@ -216,8 +219,8 @@ class RetrainingLoop:
         holdout: dict[str, float] = {}
         if version is None:
             try:
-                result = self.project.train(state.data_file, trials=spec.trials,
-                                            timeout=spec.timeout_seconds)
+                result = train_project(self.project, data=state.data_file, trials=spec.trials,
+                                       timeout=spec.timeout_seconds)
             except FlywheelError as exc:
                 return self._give_up(state, "retrain_failed", f"retraining failed: {exc}",
                                      {"error": type(exc).__name__})

@@ -24,17 +24,20 @@ from flywheel.core.timeparse import parse_iso_time
 from flywheel.core.workspace import atomic_write_text
 from flywheel.monitoring import (
     AlertDispatcher,
-    MonitoredVersion,
     MonitorResult,
     check_rule_names,
     monitor_window,
     render_report,
 )
-from flywheel.pipelines._monitor_inputs import load_version, read_window
+from flywheel.pipelines._monitor_inputs import (
+    MonitorCache,
+    WindowRequest,
+    load_version,
+    read_window,
+)
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
-    from flywheel.registry import MlflowRegistry
+    from flywheel.pipelines._context import ProjectContext
 
 __all__ = ["MonitorCache", "WindowRequest", "monitor_project", "parse_time", "watch_project"]
 
@@ -42,28 +45,6 @@ log = logging.getLogger("flywheel.monitoring")
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowRequest:
-    """Which rows to monitor: a data file, or the prediction log's last N rows and/or a time
-    range; nothing given means the log's last ``monitoring.window_rows`` rows."""
-
-    data: Path | None = None
-    last: int | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-
-
-@dataclasses.dataclass
-class MonitorCache:
-    """What a watcher keeps between windows: versions and models by number, the dispatcher
-    (its cool-down memory) and the registry client."""
-
-    versions: dict[str, MonitoredVersion] = dataclasses.field(default_factory=dict)
-    models: dict[str, Any] = dataclasses.field(default_factory=dict)
-    dispatcher: AlertDispatcher | None = None
-    registry: MlflowRegistry | None = None
 
 
 def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
@@ -85,7 +66,7 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
                               "back from now such as 30m, 6h, 7d.") from None
 
 
-def monitor_project(project: Project, window: WindowRequest | None = None, *,
+def monitor_project(project: ProjectContext, window: WindowRequest | None = None, *,
                     version: str | None = None, report: str | Path | None | bool = None,
                     log_to_mlflow: bool = True, send_alerts: bool = True,
                     cache: MonitorCache | None = None) -> MonitorResult:
@@ -112,7 +93,7 @@ def monitor_project(project: Project, window: WindowRequest | None = None, *,
             cache.dispatcher.close()
 
 
-def _monitor(project: Project, window: WindowRequest, version: str | None,
+def _monitor(project: ProjectContext, window: WindowRequest, version: str | None,
              report: str | Path | None | bool, log_to_mlflow: bool, send_alerts: bool,
              cache: MonitorCache) -> MonitorResult:
     spec = project.spec.monitoring
@@ -156,7 +137,7 @@ def _monitor(project: Project, window: WindowRequest, version: str | None,
     return result
 
 
-def watch_project(project: Project, window: WindowRequest | None = None, *, interval: float,
+def watch_project(project: ProjectContext, window: WindowRequest | None = None, *, interval: float,
                   iterations: int | None = None, version: str | None = None,
                   report: str | Path | None | bool = None,
                   on_result: Callable[[MonitorResult], None] | None = None,

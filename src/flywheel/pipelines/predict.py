@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from flywheel.core.errors import DataError
 from flywheel.core.workspace import atomic_write_bytes
 from flywheel.data import detect_format, load_table
-from flywheel.pipelines.project import Project
+from flywheel.evaluation import predict_scores
+from flywheel.pipelines._context import ProjectContext
 
 CHUNK_ROWS = 50_000
 
@@ -53,7 +54,7 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def predict_file(project: Project, source: str | Path, output: str | Path, *,
+def predict_file(project: ProjectContext, source: str | Path, output: str | Path, *,
                  model: str = "champion", chunk_rows: int = CHUNK_ROWS,
                  on_chunk: Callable[[int], None] | None = None) -> dict[str, object]:
     """Score every row of ``source`` with the model at ``model`` (alias or version) and write
@@ -76,7 +77,8 @@ def predict_file(project: Project, source: str | Path, output: str | Path, *,
     features = list(pipeline[0].feature_names_in_) if hasattr(pipeline[0], "feature_names_in_") \
         else project.schema.feature_columns
     classes = json.loads(info.tags.get("flywheel.classes", "[]"))
-    regression = info.tags.get("flywheel.task") == "regression"
+    task = info.tags.get("flywheel.task", "")  # no tag: a classifier, as before tags existed
+    regression = task == "regression"
     parts: list[pd.DataFrame] = []
     rows = 0
     for chunk in _chunks(source, chunk_rows, project.spec.data.encoding,
@@ -86,10 +88,11 @@ def predict_file(project: Project, source: str | Path, output: str | Path, *,
             raise DataError(f"lacks the model's feature column(s) {missing}; the model was "
                             "trained on: " + ", ".join(features), path=source)
         scored = chunk.copy()
+        scores = predict_scores(pipeline, chunk[features], task)
         if regression:
-            scored["prediction"] = pipeline.predict(chunk[features])
+            scored["prediction"] = scores
         else:
-            proba = pipeline.predict_proba(chunk[features])
+            proba = scores
             scored["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
             for k, label in enumerate(classes):
                 scored[f"proba_{label}"] = proba[:, k]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from flywheel.core.errors import ConfigError, DataError, DataValidationError
+from flywheel.core.errors import ConfigError, DataError
 from flywheel.core.spec import SPEC_FILE, DataSpec, ProjectSpec, TargetSpec, Task, load_spec
 from flywheel.core.template import render_spec
 from flywheel.core.workspace import Workspace, atomic_write_text
@@ -26,34 +26,38 @@ from flywheel.data import (
     ValidationReport,
     infer_positive_class,
     infer_schema,
-    load_schema,
     load_table,
     profile_frame,
     sniff_delimiter,
     validate_frame,
 )
+from flywheel.pipelines._context import ProjectContext
+from flywheel.pipelines._lazy import LazyModule
 
 if TYPE_CHECKING:
     from flywheel.evaluation import GateReport
     from flywheel.monitoring import MonitorResult
+    from flywheel.pipelines import monitor as _monitor
+    from flywheel.pipelines import promote as _promote
+    from flywheel.pipelines import train as _train
     from flywheel.pipelines.promote import AliasChange
     from flywheel.pipelines.train import TrainResult
-    from flywheel.registry import AuditHistory, MlflowRegistry
+    from flywheel.registry import AuditHistory
     from flywheel.training import TrialProgress
+else:
+    # MLflow, Optuna and LightGBM take seconds to import, and `flywheel validate` and
+    # `flywheel init` must not pay for them: these modules load on first use.
+    _monitor = LazyModule("flywheel.pipelines.monitor")
+    _promote = LazyModule("flywheel.pipelines.promote")
+    _train = LazyModule("flywheel.pipelines.train")
 
 
-class Project:
-    """A project folder: ``flywheel.yaml``, its ``schema.yaml`` and the ``.flywheel/`` workspace."""
+class Project(ProjectContext):
+    """A project folder: ``flywheel.yaml``, its ``schema.yaml`` and the ``.flywheel/`` workspace.
 
-    def __init__(self, spec: ProjectSpec) -> None:
-        self.spec = spec
-        self.workspace = Workspace(spec.root)
-        self._schema: DataSchema | None = None
-
-    @classmethod
-    def load(cls, path: str | Path = SPEC_FILE) -> Project:
-        """Open the project whose flywheel.yaml is at ``path`` (or in the folder ``path``)."""
-        return cls(load_spec(path))
+    What the pipelines need of it (spec, workspace, schema, data, registry) comes from
+    ``ProjectContext``; the methods here are the user-facing flows.
+    """
 
     @classmethod
     def init(cls, data: str | Path, target: str, *, directory: str | Path | None = None,
@@ -100,21 +104,7 @@ class Project:
             atomic_write_text(spec_path, render_spec(spec, inferred=comments))
             profile = profile_frame(frame, schema)
             profile.save(workspace.profiles / f"{_short(profile.fingerprint)}.json")
-        project = cls(load_spec(spec_path))
-        project._schema = schema
-        return project
-
-    @property
-    def schema(self) -> DataSchema:
-        if self._schema is None:
-            self._schema = load_schema(self.spec.schema_path)
-        return self._schema
-
-    def load_data(self, path: str | Path | None = None) -> pd.DataFrame:
-        """Read ``path``, or the spec's training data when omitted."""
-        target = Path(path) if path is not None else self.spec.data_path
-        return load_table(target, fmt=self.spec.data.format if path is None else "auto",
-                          encoding=self.spec.data.encoding, delimiter=self.spec.data.delimiter)
+        return cls(load_spec(spec_path), schema=schema)
 
     def validate(self, path: str | Path | None = None, *, frame: pd.DataFrame | None = None,
                  require_target: bool = True) -> ValidationReport:
@@ -124,18 +114,6 @@ class Project:
         data = frame if frame is not None else self.load_data(path)
         return validate_frame(data, self.schema, self.spec.validation,
                               require_target=require_target, source=source)
-
-    def gate(self, frame: pd.DataFrame, *, source: str | None = None) -> ValidationReport:
-        """The validation gate training runs: the same checks as ``validate``, but failing data
-        raises.
-
-        Raises:
-            DataValidationError: If any check with severity error fails.
-        """
-        report = validate_frame(frame, self.schema, self.spec.validation, source=source)
-        if not report.ok:
-            raise DataValidationError(report, path=source)
-        return report
 
     def train(self, data: str | Path | None = None, *, trials: int | None = None,
               timeout: float | None = None, seed: int | None = None,
@@ -149,22 +127,9 @@ class Project:
         trials fit. ``register_again`` registers a study's best model even when it is
         registered already.
         """
-        # Imported here, not at the top: MLflow, Optuna and LightGBM take seconds to import,
-        # and `flywheel validate` must not pay for them.
-        from flywheel.pipelines.train import train_project, with_overrides
-
-        spec = with_overrides(self.spec, trials=trials, timeout=timeout, seed=seed,
-                              until_budget=until_budget)
-        project = Project(spec)
-        project._schema = self._schema
-        return train_project(project, data=data, on_trial=on_trial, on_stage=on_stage,
-                             register_again=register_again)
-
-    def registry(self) -> MlflowRegistry:
-        """The project's MLflow tracking server and model registry."""
-        from flywheel.registry import MlflowRegistry  # slow import; see train()
-
-        return MlflowRegistry.for_project(self.spec, self.workspace)
+        return _train.train_project(self, data=data, trials=trials, timeout=timeout, seed=seed,
+                                    until_budget=until_budget, on_trial=on_trial,
+                                    on_stage=on_stage, register_again=register_again)
 
     def profile(self, path: str | Path | None = None) -> ReferenceProfile:
         """The reference profile of ``path`` (or the training data)."""
@@ -179,9 +144,7 @@ class Project:
             GateError: If it did not pass its gates and ``force`` is false.
             PromotionError: If ``force`` comes without a reason.
         """
-        from flywheel.pipelines.promote import promote_version  # slow import; see train()
-
-        return promote_version(self, version, reason=reason, force=force)
+        return _promote.promote_version(self, version, reason=reason, force=force)
 
     def rollback(self, *, reason: str | None = None) -> AliasChange:
         """Point ``champion`` back at the previous champion.
@@ -189,15 +152,11 @@ class Project:
         Raises:
             PromotionError: If there is no previous champion to go back to.
         """
-        from flywheel.pipelines.promote import rollback  # slow import; see train()
-
-        return rollback(self, reason=reason)
+        return _promote.rollback(self, reason=reason)
 
     def history(self) -> AuditHistory:
         """Every alias change from the audit log, oldest first, with any damaged lines."""
-        from flywheel.pipelines.promote import history  # slow import; see train()
-
-        return history(self)
+        return _promote.history(self)
 
     def gates(self, version: str = "latest") -> GateReport:
         """The gate results recorded for ``version`` (a number, an alias or ``latest``).
@@ -206,9 +165,7 @@ class Project:
             ModelNotFoundError: If the version does not exist.
             RegistryError: If it has no gate results (trained before gates existed).
         """
-        from flywheel.pipelines.promote import read_gates  # slow import; see train()
-
-        return read_gates(self, version)
+        return _promote.read_gates(self, version)
 
     def model_card(self, version: str = "champion", directory: str | Path | None = None
                    ) -> Path:
@@ -219,9 +176,7 @@ class Project:
             ModelNotFoundError: If the version does not exist.
             RegistryError: If it has no model card.
         """
-        from flywheel.pipelines.promote import fetch_model_card  # slow import; see train()
-
-        return fetch_model_card(self, version, directory)
+        return _promote.fetch_model_card(self, version, directory)
 
     def monitor(self, data: str | Path | None = None, *, last: int | None = None,
                 since: str | dt.datetime | None = None, until: str | dt.datetime | None = None,
@@ -244,13 +199,11 @@ class Project:
             ModelNotFoundError: If the version does not exist.
             ConfigError: For an alert rule on an unknown metric.
         """
-        from flywheel.pipelines.monitor import WindowRequest, monitor_project, parse_time
-
-        request = WindowRequest(
+        request = _monitor.WindowRequest(
             data=Path(data) if data is not None else None, last=last,
-            since=parse_time(since) if isinstance(since, str) else since,
-            until=parse_time(until) if isinstance(until, str) else until)
-        return monitor_project(self, request, version=version, report=report,
+            since=_monitor.parse_time(since) if isinstance(since, str) else since,
+            until=_monitor.parse_time(until) if isinstance(until, str) else until)
+        return _monitor.monitor_project(self, request, version=version, report=report,
                                log_to_mlflow=log_to_mlflow, send_alerts=send_alerts)
 
 

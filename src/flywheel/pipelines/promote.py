@@ -35,12 +35,12 @@ from flywheel.registry import (
     AuditEntry,
     AuditHistory,
     AuditLog,
-    MlflowRegistry,
 )
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import ModelVersionInfo
+    from flywheel.registry.base import Registry
 
 __all__ = [
     "RECOVERED_TAG",
@@ -91,7 +91,7 @@ class GateStatus:
     champion: str | None
 
 
-def audit_log(project: Project) -> AuditLog:
+def audit_log(project: ProjectContext) -> AuditLog:
     """The project's audit log, ``.flywheel/audit.jsonl``."""
     return AuditLog(project.workspace.audit_log)
 
@@ -110,7 +110,7 @@ def gate_status(version: ModelVersionInfo) -> GateStatus:
                       tags.get(f"{_GATES}champion"))
 
 
-def resolve_version(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:
+def resolve_version(registry: Registry, ref: str) -> ModelVersionInfo:
     """A version by number (``3``, ``v3``) or alias (``champion``).
 
     Raises:
@@ -129,10 +129,10 @@ def resolve_version(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:
     return found
 
 
-def promote_version(project: Project, version: str, *, reason: str | None = None,
+def promote_version(project: ProjectContext, version: str, *, reason: str | None = None,
                     force: bool = False, action: str = "promote",
                     evidence: Mapping[str, Any] | None = None,
-                    registry: MlflowRegistry | None = None,
+                    registry: Registry | None = None,
                     lock_held: bool = False) -> AliasChange:
     """Make ``version`` the champion.
 
@@ -198,8 +198,8 @@ def promote_version(project: Project, version: str, *, reason: str | None = None
     return AliasChange(CHAMPION, current, info.version, True, tuple(entries), forced)
 
 
-def rollback(project: Project, *, reason: str | None = None,
-             registry: MlflowRegistry | None = None, action: str = "rollback",
+def rollback(project: ProjectContext, *, reason: str | None = None,
+             registry: Registry | None = None, action: str = "rollback",
              evidence: Mapping[str, Any] | None = None,
              lock_held: bool = False) -> AliasChange:
     """Point ``champion`` back at the champion before the current one.
@@ -251,7 +251,7 @@ def rollback(project: Project, *, reason: str | None = None,
     return AliasChange(CHAMPION, current, previous, True, (entry,))
 
 
-def history(project: Project, *, registry: MlflowRegistry | None = None) -> AuditHistory:
+def history(project: ProjectContext, *, registry: Registry | None = None) -> AuditHistory:
     """Every alias change recorded in the audit log, oldest first, and any damaged lines.
 
     Changes a crash left half made are settled first (``recover_changes``); what recovery
@@ -261,7 +261,7 @@ def history(project: Project, *, registry: MlflowRegistry | None = None) -> Audi
     return audit_log(project).read()
 
 
-def recover(project: Project, registry: MlflowRegistry | None = None, *,
+def recover(project: ProjectContext, registry: Registry | None = None, *,
             lock_held: bool = False) -> list[Recovery]:
     """Settle alias changes a crashed command left half made (see ``_recovery``)."""
     return recover_changes(project, registry, lock_held=lock_held)
@@ -313,7 +313,7 @@ def record_alias_changes(log: AuditLog, model: str, before: Mapping[str, str],
     return entries
 
 
-def read_gates(project: Project, version: str = "latest") -> GateReport:
+def read_gates(project: ProjectContext, version: str = "latest") -> GateReport:
     """The gate report stored with ``version`` (number, alias, or ``latest``).
 
     Raises:
@@ -323,7 +323,7 @@ def read_gates(project: Project, version: str = "latest") -> GateReport:
     return gates_of(project, version)[1]
 
 
-def gates_of(project: Project, version: str = "latest") -> tuple[str, GateReport]:
+def gates_of(project: ProjectContext, version: str = "latest") -> tuple[str, GateReport]:
     """The version number ``version`` names (``latest``: the newest) and its gate report.
 
     Raises:
@@ -341,7 +341,7 @@ def gates_of(project: Project, version: str = "latest") -> tuple[str, GateReport
         return info.version, GateReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def fetch_model_card(project: Project, version: str = "champion",
+def fetch_model_card(project: ProjectContext, version: str = "champion",
                      directory: str | Path | None = None) -> Path:
     """Copy ``version``'s model card (HTML, Markdown, PNGs) into ``directory``.
 
@@ -370,7 +370,7 @@ def fetch_model_card(project: Project, version: str = "champion",
     return page
 
 
-def _no_card(registry: MlflowRegistry, info: ModelVersionInfo) -> RegistryError:
+def _no_card(registry: Registry, info: ModelVersionInfo) -> RegistryError:
     """Why ``info`` has no card: the error training recorded on its run, if any."""
     try:
         failed = registry.run_tags(info.run_id).get("flywheel.card_error") if info.run_id \
@@ -384,7 +384,7 @@ def _no_card(registry: MlflowRegistry, info: ModelVersionInfo) -> RegistryError:
                          f"card ({why}). Train a new version with `flywheel train` to get one.")
 
 
-def _registry_lock(project: Project, command: str, held: bool
+def _registry_lock(project: ProjectContext, command: str, held: bool
                    ) -> contextlib.AbstractContextManager[None]:
     """The workspace ``registry`` lock, unless the caller holds it already."""
     if held:
@@ -392,7 +392,7 @@ def _registry_lock(project: Project, command: str, held: bool
     return project.workspace.lock("registry", command=command)
 
 
-def _resolve_or_latest(registry: MlflowRegistry, ref: str) -> ModelVersionInfo:
+def _resolve_or_latest(registry: Registry, ref: str) -> ModelVersionInfo:
     if ref == "latest":
         versions = registry.versions()
         if not versions:

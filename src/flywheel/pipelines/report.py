@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from flywheel.core.errors import FlywheelError
-from flywheel.evaluation import get_metric
+from flywheel.evaluation import get_metric, predict_scores
 from flywheel.monitoring import encode_labels
 from flywheel.pipelines._retrain_data import as_training_types
+from flywheel.pipelines.promote import history as audit_history
 from flywheel.predlog import INPUT_PREFIX, read_predictions
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import AuditEntry
 
 __all__ = ["DeliveryReport", "PeriodRow", "build_report", "champion_changes",
@@ -126,7 +127,7 @@ class DeliveryReport:
         return data
 
 
-def build_report(project: Project, *, baseline: str | None = None) -> DeliveryReport:
+def build_report(project: ProjectContext, *, baseline: str | None = None) -> DeliveryReport:
     """Gather the delivery report for ``project``.
 
     Args:
@@ -142,7 +143,7 @@ def build_report(project: Project, *, baseline: str | None = None) -> DeliveryRe
     answered = frame[~errors & (frame["arm"] != "shadow")] if not frame.empty else frame
     failed = int((errors & (frame["arm"] != "shadow")).sum()) if not frame.empty else 0
     client = _client_failures(project)
-    history = project.history().entries
+    history = audit_history(project).entries
     entries = _with_clock(history)
     events = tuple(_event(e, clock) for e, clock in entries if e.action in _EVENTS)
     decisions = gather_decisions(history)
@@ -210,7 +211,7 @@ def _served_predictions(labelled: pd.DataFrame, task: str) -> np.ndarray:
     return np.stack(list(labelled["probabilities"].to_numpy()))
 
 
-def _score(project: Project, version: str, labelled: pd.DataFrame) -> np.ndarray:
+def _score(project: ProjectContext, version: str, labelled: pd.DataFrame) -> np.ndarray:
     """The version's predictions for the logged inputs, as it would have served them."""
     model = project.registry().load_model(version, allow_pickle=project.spec.training.allow_pickle)
     features = project.schema.feature_columns
@@ -220,11 +221,8 @@ def _score(project: Project, version: str, labelled: pd.DataFrame) -> np.ndarray
     rows = as_training_types(rows, original[features])
     parts = []
     for start in range(0, len(rows), _SCORE_CHUNK):
-        chunk = rows.iloc[start:start + _SCORE_CHUNK]
-        if project.spec.target.task == "regression":
-            parts.append(np.asarray(model.predict(chunk), dtype=float))
-        else:
-            parts.append(np.asarray(model.predict_proba(chunk), dtype=float))
+        parts.append(predict_scores(model, rows.iloc[start:start + _SCORE_CHUNK],
+                                    project.spec.target.task))
     return np.concatenate(parts)
 
 
@@ -276,7 +274,7 @@ def _throughput(per_request: pd.DataFrame) -> float | None:
     return float(len(per_request) / max(int(seconds), 1))
 
 
-def _client_failures(project: Project) -> int | None:
+def _client_failures(project: ProjectContext) -> int | None:
     path = Path(project.workspace.root) / "demo.json"
     if not path.exists():
         return None

@@ -35,7 +35,7 @@ from flywheel.rollout import (
 )
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.pipelines._context import ProjectContext
     from flywheel.registry import MlflowRegistry
 
 __all__ = ["RolloutController", "RolloutDriver", "RolloutStatus", "rollout_status",
@@ -67,7 +67,7 @@ class RolloutStatus:
                 "next": None if self.preview is None else self.preview.to_dict()}
 
 
-def stop_rollout(project: Project, *, reason: str | None = None,
+def stop_rollout(project: ProjectContext, *, reason: str | None = None,
                  registry: MlflowRegistry | None = None, force: bool = False
                  ) -> RolloutState | None:
     """End the running rollout by hand: traffic returns to the champion.
@@ -105,7 +105,7 @@ def stop_rollout(project: Project, *, reason: str | None = None,
     return state
 
 
-def rollout_status(project: Project, *, registry: MlflowRegistry | None = None,
+def rollout_status(project: ProjectContext, *, registry: MlflowRegistry | None = None,
                    fresh: bool = True) -> RolloutStatus:
     """The latest rollout's state; with ``fresh``, its evidence from the prediction log now
     and the decision the controller would take (read-only: nothing is applied)."""

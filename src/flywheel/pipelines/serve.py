@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 
 from flywheel.core.workspace import atomic_write_text
-from flywheel.pipelines.project import Project
+from flywheel.pipelines._context import ProjectContext
 from flywheel.pipelines.rollout import RolloutDriver
 from flywheel.serving import ModelStore, PredictionLog, ServingApp
 
@@ -16,7 +16,7 @@ CONFIG_ENV = "FLYWHEEL_CONFIG"
 TOKEN_ENV = "FLYWHEEL_ADMIN_TOKEN"
 
 
-def build_app(project: Project, *, poll_interval: float = 2.0, log_predictions: bool = True,
+def build_app(project: ProjectContext, *, poll_interval: float = 2.0, log_predictions: bool = True,
               flush_interval: float = 1.0, decide: bool | None = None) -> ServingApp:
     """The prediction service for ``project``'s registered model (champion and challenger).
 
@@ -35,7 +35,7 @@ def build_app(project: Project, *, poll_interval: float = 2.0, log_predictions: 
                       background=background)
 
 
-def admin_token(project: Project) -> str:
+def admin_token(project: ProjectContext) -> str:
     """The token admin endpoints require: $FLYWHEEL_ADMIN_TOKEN, else one kept in the workspace
     (created on first use, readable only by its owner)."""
     if os.environ.get(TOKEN_ENV):
@@ -54,7 +54,7 @@ def create_app() -> ServingApp:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    project = Project.load(os.environ.get(CONFIG_ENV, "flywheel.yaml"))
+    project = ProjectContext.load(os.environ.get(CONFIG_ENV, "flywheel.yaml"))
     poll = float(os.environ.get("FLYWHEEL_POLL_INTERVAL", "2"))
     # Seconds between prediction-log writes: what a SIGKILL can lose (default 1).
     flush = float(os.environ.get("FLYWHEEL_LOG_FLUSH_SECONDS", "1"))

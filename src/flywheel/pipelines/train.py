@@ -26,9 +26,11 @@ from flywheel.evaluation import (
     compute_metrics,
     get_metric,
     permutation_importances,
+    predict_scores,
 )
 from flywheel.features import FEATURE_TRUSTED_TYPES
 from flywheel.pipelines._compile import compile_for_serving
+from flywheel.pipelines._context import ProjectContext
 from flywheel.pipelines._gating import (
     GATES_ARTIFACT,
     TRAIN_ROWS_ARTIFACT,
@@ -43,7 +45,6 @@ from flywheel.pipelines._train_parts import (
     digest,
     git_commit,
     log_trial,
-    predict_holdout,
     refit,
     spec_hash_of,
     target_range,
@@ -66,7 +67,7 @@ from flywheel.pipelines.promote import (
     record_alias_changes,
     recover,
 )
-from flywheel.registry import MlflowRegistry, ModelVersionInfo
+from flywheel.registry import ModelVersionInfo
 from flywheel.training import (
     SearchProblem,
     TrialProgress,
@@ -80,7 +81,7 @@ from flywheel.training import (
 )
 
 if TYPE_CHECKING:
-    from flywheel.pipelines.project import Project
+    from flywheel.registry import MlflowRegistry
 
 __all__ = ["TrainResult", "train_project", "with_overrides"]
 
@@ -104,15 +105,18 @@ def with_overrides(spec: ProjectSpec, *, trials: int | None = None, timeout: flo
     return spec.model_copy(update={"training": training})  # keeps the spec's root
 
 
-def train_project(project: Project, *, data: str | Path | None = None,
+def train_project(project: ProjectContext, *, data: str | Path | None = None,
+                  trials: int | None = None, timeout: float | None = None,
+                  seed: int | None = None, until_budget: bool = False,
                   on_trial: Callable[[TrialProgress], None] | None = None,
                   on_stage: Callable[[str], None] | None = None,
                   register_again: bool = False) -> TrainResult:
     """Train, evaluate, track and register a model for ``project``.
 
-    When the study already holds its trials and its best trial's model is registered, nothing
-    is trained or registered (the result says so, with that version) unless
-    ``register_again``.
+    ``trials``, ``timeout``, ``seed`` and ``until_budget`` override the spec's search
+    settings for this run (see ``with_overrides``). When the study already holds its trials
+    and its best trial's model is registered, nothing is trained or registered (the result
+    says so, with that version) unless ``register_again``.
 
     Raises:
         DataValidationError: If the data fails the validation gate.
@@ -123,6 +127,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
     started_at = dt.datetime.now(dt.UTC)
     stage = on_stage or (lambda _: None)
     clock = PhaseClock(stage)
+    project = project.with_spec(with_overrides(project.spec, trials=trials, timeout=timeout,
+                                               seed=seed, until_budget=until_budget))
     spec, schema, workspace = project.spec, project.schema, project.workspace
     metric = get_metric(spec.target.task, spec.training.metric)
     check_gates_config(spec.gates, spec.target.task, metric.name)
@@ -161,7 +167,7 @@ def train_project(project: Project, *, data: str | Path | None = None,
             study_name=study_name, n_jobs=default_n_jobs(spec.training.search.parallel),
         )
         clock.start("tracking", "Opening the tracking store and the study")
-        registry = MlflowRegistry.for_project(spec, workspace)
+        registry = project.registry()
         notes = close_abandoned_runs(registry, workspace, workspace.stale_holders.get("train"))
         finished, best_trial = study_progress(problem)
         total = spec.training.search.trials
@@ -203,7 +209,7 @@ def train_project(project: Project, *, data: str | Path | None = None,
             clock.start("refit", f"Refitting {result.learner} on {len(x_search):,} rows")
             learner = learners[result.learner]
             model = refit(x_search, y_search, schema, spec, learner, result)
-            holdout_prediction = predict_holdout(model, x_holdout, spec.target.task)
+            holdout_prediction = predict_scores(model, x_holdout, spec.target.task)
             holdout = compute_metrics(spec.target.task, y_holdout, holdout_prediction)
             warnings = too_good_warnings(
                 spec.target.task, holdout, permutation_importances(
@@ -294,8 +300,8 @@ def train_project(project: Project, *, data: str | Path | None = None,
     )
 
 
-def _register(project: Project, registry: MlflowRegistry, logged: Any, tags: dict[str, str],
-              gates: GateReport) -> ModelVersionInfo:
+def _register(project: ProjectContext, registry: MlflowRegistry, logged: Any,
+              tags: dict[str, str], gates: GateReport) -> ModelVersionInfo:
     """Register under the registry lock and record every alias the registration moved.
 
     The intent goes to the audit log first (with the run and the aliases before), so a kill

@@ -15,6 +15,7 @@ import pandas as pd
 from flywheel.core.errors import CompileError
 from flywheel.core.spec import Task
 from flywheel.data import DataSchema
+from flywheel.evaluation import predict_scores
 from flywheel.features import compile_predictor
 
 log = logging.getLogger("flywheel.serving")
@@ -32,9 +33,7 @@ class PipelinePredictor:
 
     def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray:
         frame = pd.DataFrame.from_records(records, columns=self.columns)
-        if self.task == "regression":
-            return np.asarray(self.model.predict(frame), dtype=float)
-        return np.asarray(self.model.predict_proba(frame), dtype=float)
+        return predict_scores(self.model, frame, self.task)
 
 
 @dataclasses.dataclass(frozen=True)
