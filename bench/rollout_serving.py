@@ -28,8 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel import Project
+from flywheel.demo import free_port
 from flywheel.pipelines.rollout import start_rollout, stop_rollout
-from serving_vs_mlflow import BIN, CHURN, free_port, wait_ready, wrk
+from serving_vs_mlflow import BIN, CHURN, wait_ready, wrk
 
 NEVER = 1_000_000_000
 

@@ -37,15 +37,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from flywheel.demo import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 CHURN = REPO / "examples" / "churn" / "mlc_churn.parquet"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:

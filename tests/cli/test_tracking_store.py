@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flywheel.cli.main import main
+from flywheel.demo import free_port
 from tests.conftest import CHURN
 
 
@@ -34,9 +34,7 @@ def with_tracking_uri(project: Path, uri: str) -> None:
 
 def closed_port() -> int:
     """A loopback port nothing listens on: bound for a moment, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 def cli(project: Path, *args: str, timeout: float = 120) -> tuple[int, str, str, float]:

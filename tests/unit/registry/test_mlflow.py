@@ -32,6 +32,7 @@ from flywheel.core.errors import (
 )
 from flywheel.core.spec import parse_spec
 from flywheel.core.workspace import Workspace
+from flywheel.demo import free_port
 from flywheel.registry import LoggedModel, MlflowRegistry, ModelVersionInfo
 from flywheel.registry._retry import is_contention, retry_on_contention
 from flywheel.registry._server import ServerLimits, apply_limits
@@ -575,9 +576,7 @@ def test_a_server_store_has_no_stamp_and_is_always_read() -> None:
 
 def closed_port() -> int:
     """A loopback port nothing listens on: bound for a moment, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture
