@@ -17,15 +17,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.hardening  # kill -9 fault probes: real processes killed at each crash point
-
 from flywheel import Project
 from flywheel.core.crashpoints import CRASH_ENV
 from flywheel.pipelines._recovery import RECOVERED_TAG
 from flywheel.registry import AuditLog
-from tests.conftest import CHURN
-from tests.integration.test_promotion import add_version, aliases, fitted  # noqa: F401
-from tests.integration.test_train import make_project
+from tests.conftest import CHURN, add_version, aliases, make_project
+
+pytestmark = pytest.mark.hardening  # kill -9 fault probes: real processes killed at each crash point
 
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
 KILLED = -signal.SIGKILL
@@ -51,7 +49,7 @@ def project(tmp_path: Path) -> Project:
 
 
 def test_a_promote_killed_after_the_champion_moved_is_recorded_and_finished_by_history(
-        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:  # noqa: F811
+        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:
     add_version(project, fitted)
     add_version(project, fitted)
     killed = cli(project, "promote", "2", "--reason", "better", crash_at="promote.alias_moved")
@@ -79,7 +77,7 @@ def test_a_promote_killed_after_the_champion_moved_is_recorded_and_finished_by_h
 
 
 def test_a_promote_killed_after_recording_the_champion_retires_the_challenger_on_models(
-        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:  # noqa: F811
+        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:
     add_version(project, fitted)
     add_version(project, fitted)
     killed = cli(project, "promote", "2", crash_at="promote.champion_recorded")
@@ -95,7 +93,7 @@ def test_a_promote_killed_after_recording_the_champion_retires_the_challenger_on
 
 
 def test_a_promote_killed_before_any_alias_moved_changes_nothing_and_says_so(
-        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:  # noqa: F811
+        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:
     add_version(project, fitted)
     add_version(project, fitted)
     assert cli(project, "promote", "2", crash_at="promote.intent_written").returncode == KILLED
@@ -106,7 +104,7 @@ def test_a_promote_killed_before_any_alias_moved_changes_nothing_and_says_so(
 
 
 def test_a_rollback_killed_after_the_move_is_recorded_by_the_next_promote(
-        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:  # noqa: F811
+        project: Project, fitted: tuple[Any, pd.DataFrame]) -> None:
     add_version(project, fitted)
     add_version(project, fitted)
     add_version(project, fitted)

@@ -20,8 +20,7 @@ import yaml
 from flywheel import Project
 from flywheel.pipelines.loop import LoopState, RetrainingLoop
 from flywheel.serving import PredictionLog
-from tests.conftest import CHURN
-from tests.integration.test_train import make_project
+from tests.conftest import CHURN, make_project
 
 REPO = Path(__file__).resolve().parents[2]
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from flywheel.registry import MlflowRegistry
 from flywheel.serving import ModelStore
-from tests.integration.test_train import make_project
+from tests.conftest import make_project
 
 
 def test_an_unreachable_registry_leaves_the_loaded_models_serving(

@@ -16,8 +16,7 @@ import yaml
 from flywheel import Project
 from flywheel.cli.main import main
 from flywheel.predlog import PredictionLog
-from tests.conftest import CHURN
-from tests.integration.test_train import make_project
+from tests.conftest import CHURN, make_project
 
 
 @pytest.fixture(scope="module")

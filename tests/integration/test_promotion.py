@@ -10,57 +10,16 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
 from flywheel import Project
 from flywheel.cli.main import main
 from flywheel.core.errors import GateError, ModelNotFoundError, PromotionError
-from flywheel.core.spec import FeaturesSpec
-from flywheel.features import FEATURE_TRUSTED_TYPES, build_feature_pipeline
-from tests.conftest import CHURN
-from tests.integration.test_train import make_project
-
-FAILED_TAGS = {"flywheel.gates.passed": "false",
-               "flywheel.gates.summary": "1 of 4 gates failed: latency",
-               "flywheel.gates.latency": "fail: single-row p99 25.00 ms; budget p99 10 ms"}
-PASSED_TAGS = {"flywheel.gates.passed": "true", "flywheel.gates.summary": "all 4 gates passed",
-               "flywheel.gates.champion": "pass: roc_auc gain +0.0010, 95 % CI [-0.004, +0.006]"}
-
-
-@pytest.fixture(scope="module")
-def fitted() -> tuple[Any, pd.DataFrame]:
-    """A small churn model, fitted once; the tests register it as many versions as they need."""
-    from flywheel.data import infer_schema
-
-    frame = pd.read_parquet(CHURN).head(800)
-    schema = infer_schema(frame, "churn")
-    x = frame[schema.feature_columns]
-    model = Pipeline([("features", build_feature_pipeline(schema, FeaturesSpec(), task="binary",
-                                                          scale_numeric=True)),
-                      ("model", LogisticRegression(max_iter=300))])
-    return model.fit(x, (frame["churn"] == "yes").to_numpy(int)), x
+from tests.conftest import CHURN, add_version, aliases, make_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "p", frame=pd.read_parquet(CHURN).head(800))
-
-
-def add_version(project: Project, fitted: tuple[Any, pd.DataFrame], *, passed: bool = True
-                ) -> str:
-    """Register the fitted model as a new version with recorded gate results."""
-    model, x = fitted
-    registry = project.registry()
-    with registry.parent_run("test") as run_id:
-        logged = registry.log_model(run_id, model, input_example=x.head(3),
-                                    extra_trusted_types=list(FEATURE_TRUSTED_TYPES),
-                                    pyfunc_predict_fn="predict_proba")
-        return registry.register(logged, tags=PASSED_TAGS if passed else FAILED_TAGS).version
-
-
-def aliases(project: Project) -> dict[str, str]:
-    return {a: v.version for v in project.registry().versions() for a in v.aliases}
 
 
 def run_cli(project: Project, *args: str) -> int:

@@ -25,7 +25,7 @@ from flywheel.pipelines.rollout import (
 )
 from flywheel.rollout import STATE_TAG, parse_state
 from flywheel.serving import PredictionLog
-from tests.integration.test_train import make_project
+from tests.conftest import make_project
 
 FAST = {"learners": ["linear"], "cv_folds": 2, "search": {"trials": 2, "seed": 0}}
 LAYOUT = (("x", True),)

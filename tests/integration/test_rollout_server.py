@@ -23,9 +23,8 @@ from flywheel.demo import ServerProcess
 from flywheel.pipelines.promote import history
 from flywheel.pipelines.rollout import rollout_status, start_rollout
 from flywheel.serving import read_predictions
-from tests.conftest import CHURN
+from tests.conftest import CHURN, make_project
 from tests.integration.conftest import start_server
-from tests.integration.test_train import make_project
 
 pytestmark = pytest.mark.slow
 

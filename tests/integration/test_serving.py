@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 from flywheel import Project
 from flywheel.demo import ServerProcess
 from flywheel.serving import read_predictions
-from tests.conftest import CHURN
+from tests.conftest import CHURN, make_project
 from tests.integration.conftest import start_server
-from tests.integration.test_train import make_project
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ import pytest
 
 from flywheel.cli.main import main
 from flywheel.serving import read_predictions
-from tests.conftest import CHURN
+from tests.conftest import CHURN, make_project
 from tests.integration.conftest import start_server
-from tests.integration.test_train import make_project
 
 pytestmark = pytest.mark.slow
 

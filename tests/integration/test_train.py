@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,32 +13,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from flywheel import Project
 from flywheel.cli.main import main
 from flywheel.core.errors import DataValidationError, TrainingError
-from tests.conftest import CHURN, DIAMONDS
+from tests.conftest import CHURN, DIAMONDS, make_project
 
-FAST = {"cv_folds": 3, "search": {"trials": 4, "seed": 0}}
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_project(root: Path, *, data: Path = CHURN, target: str = "churn",
-                 training: dict[str, object] | None = None, frame: pd.DataFrame | None = None
-                 ) -> Project:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / (data.stem + ".parquet")
-    if frame is not None:
-        frame.to_parquet(path)
-    else:
-        shutil.copy(data, path)
-    Project.init(path, target, directory=root)
-    spec_path = root / "flywheel.yaml"
-    raw = yaml.safe_load(spec_path.read_text())
-    raw["training"] = {**raw["training"], **FAST, **(training or {})}
-    spec_path.write_text(yaml.safe_dump(raw))
-    return Project.load(spec_path)
 
 
 @pytest.fixture(scope="module")

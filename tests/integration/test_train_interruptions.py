@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from flywheel import Project
-from tests.integration.test_train import make_project
+from tests.conftest import make_project
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

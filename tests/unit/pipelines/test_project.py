@@ -22,8 +22,8 @@ _RUN_CLI = """
 import json, sys
 from flywheel.cli.main import main
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "heavy": sorted(m for m in %r if m in sys.modules)}))
-""" % (HEAVY,)
+print(json.dumps({"code": code, "heavy": sorted(m for m in HEAVY if m in sys.modules)}))
+""".replace("HEAVY", repr(HEAVY))
 
 
 def _cli_modules(*args: str) -> dict[str, object]:
