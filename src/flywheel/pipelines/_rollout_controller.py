@@ -42,7 +42,7 @@ from flywheel.rollout import BlueGreenPolicy, Decision, RolloutState, decide, ga
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
-    from flywheel.registry import MlflowRegistry
+    from flywheel.registry.base import Registry
 
 __all__ = ["RolloutController", "RolloutDriver"]
 
@@ -60,7 +60,7 @@ class RolloutController:
         lock_timeout: Seconds to wait for the workspace ``registry`` lock.
     """
 
-    def __init__(self, project: ProjectContext, *, registry: MlflowRegistry | None = None,
+    def __init__(self, project: ProjectContext, *, registry: Registry | None = None,
                  lock_timeout: float = 30.0) -> None:
         self.project = project
         self.registry = registry or project.registry()
@@ -228,7 +228,7 @@ class RolloutDriver:
     """
 
     def __init__(self, project: ProjectContext, *, interval: float | None = None,
-                 registry: MlflowRegistry | None = None) -> None:
+                 registry: Registry | None = None) -> None:
         self.project = project
         self.interval = interval if interval is not None else project.spec.rollout.tick_seconds
         self.controller = RolloutController(project, registry=registry, lock_timeout=5.0)

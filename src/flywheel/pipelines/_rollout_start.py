@@ -17,14 +17,14 @@ from flywheel.rollout import KINDS, RolloutState, new_state, policy_from_spec
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
-    from flywheel.registry import MlflowRegistry
+    from flywheel.registry.base import Registry
 
 __all__ = ["start_rollout"]
 
 
 def start_rollout(project: ProjectContext, kind: str | None = None, version: str | None = None, *,
                   reason: str | None = None, overrides: Mapping[str, Any] | None = None,
-                  registry: MlflowRegistry | None = None, lock_held: bool = False,
+                  registry: Registry | None = None, lock_held: bool = False,
                   force: bool = False) -> RolloutState:
     """Start a ``kind`` rollout (canary, shadow, ab, blue_green, bandit) of ``version``.
 
@@ -116,7 +116,7 @@ def start_rollout(project: ProjectContext, kind: str | None = None, version: str
     return state
 
 
-def _challenger(aliases: Mapping[str, str], registry: MlflowRegistry) -> str:
+def _challenger(aliases: Mapping[str, str], registry: Registry) -> str:
     version = aliases.get(CHALLENGER)
     if version is None:
         raise RolloutError(f"Model {registry.model_name!r} has no challenger to roll out: "

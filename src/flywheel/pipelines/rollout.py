@@ -36,7 +36,7 @@ from flywheel.rollout import (
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
-    from flywheel.registry import MlflowRegistry
+    from flywheel.registry.base import Registry
 
 __all__ = ["RolloutController", "RolloutDriver", "RolloutStatus", "rollout_status",
            "start_rollout", "stop_rollout"]
@@ -68,7 +68,7 @@ class RolloutStatus:
 
 
 def stop_rollout(project: ProjectContext, *, reason: str | None = None,
-                 registry: MlflowRegistry | None = None, force: bool = False
+                 registry: Registry | None = None, force: bool = False
                  ) -> RolloutState | None:
     """End the running rollout by hand: traffic returns to the champion.
 
@@ -105,7 +105,7 @@ def stop_rollout(project: ProjectContext, *, reason: str | None = None,
     return state
 
 
-def rollout_status(project: ProjectContext, *, registry: MlflowRegistry | None = None,
+def rollout_status(project: ProjectContext, *, registry: Registry | None = None,
                    fresh: bool = True) -> RolloutStatus:
     """The latest rollout's state; with ``fresh``, its evidence from the prediction log now
     and the decision the controller would take (read-only: nothing is applied)."""
