@@ -87,14 +87,7 @@ def cut(text: str, limit: int) -> str:
 class _Connection:
     """The MLflow client of one registry and the error handling of every call through it.
 
-    Args:
-        tracking_uri: MLflow tracking (and registry) URI, such as ``sqlite:////abs/mlflow.db``.
-        artifact_location: Where a newly created experiment stores artifacts; ``None`` lets
-            MLflow choose. An existing experiment keeps its own.
-        experiment: The experiment runs go to; created on first use.
-        model_name: The registered model versions go to; created on first registration.
-        limits: How long to wait for, and how often to retry, a tracking server reached over
-            HTTP(S); its reachability is checked before the first call.
+    The arguments are :class:`~flywheel.registry.MlflowRegistry`'s, documented there.
     """
 
     def __init__(self, tracking_uri: str, *, artifact_location: str | None, experiment: str,
