@@ -25,6 +25,10 @@ from tests.conftest import CHURN, make_project
 REPO = Path(__file__).resolve().parents[2]
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 
+# The retraining loop end to end: each test trains and serves more than once (25-40 s each), so
+# the module runs in the slow invocation, keeping the default suite under ten minutes.
+pytestmark = pytest.mark.slow
+
 
 def loop_project(root: Path, **retraining: object) -> Project:
     make_project(root, training={"learners": ["lightgbm"]})
@@ -124,7 +128,6 @@ def _loop_once(root: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.slow
 def test_killing_the_loop_mid_retraining_and_mid_canary_leaves_a_consistent_registry(
         tmp_path: Path, churn_traffic: pd.DataFrame) -> None:
     project = loop_project(tmp_path, trials=30, timeout_seconds=15)
