@@ -6,13 +6,13 @@ predictions and each feature's permutation importance on the holdout
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from flywheel.data import DataSchema
-from flywheel.evaluation import permutation_importances
 from flywheel.monitoring import build_reference, fit_calibrator, prediction_columns
 
 if TYPE_CHECKING:
@@ -42,16 +42,16 @@ def monitoring_kinds(schema: DataSchema) -> dict[str, str]:
 def log_monitoring_reference(registry: Registry, run_id: str, *, frame: pd.DataFrame,
                              schema: DataSchema, task: str, classes: tuple[str, ...],
                              y_holdout: np.ndarray, prediction: np.ndarray,
-                             seed: int = 0, model: Any = None,
-                             holdout: pd.DataFrame | None = None,
-                             metric: str | None = None) -> str | None:
+                             seed: int = 0,
+                             importances: Sequence[tuple[str, float, float]] | None = None
+                             ) -> str | None:
     """Store the reference and calibrator with the run; a failure is recorded as tag
     ``flywheel.monitoring_error`` and returned, never raised (the model is still good).
 
     Args:
-        model, holdout, metric: The fitted model, its holdout inputs and the training metric,
-            for the permutation importance that weighs drifted columns (the model card's
-            numbers); without them every column weighs the same.
+        importances: The model's permutation importances on the holdout, as
+            ``evaluation.permutation_importances`` gives them (training measures them once);
+            they weigh drifted columns. Without them every column weighs the same.
     """
     try:
         kinds = monitoring_kinds(schema)
@@ -62,7 +62,8 @@ def log_monitoring_reference(registry: Registry, run_id: str, *, frame: pd.DataF
         extra = {name: (pd.Series(values),
                         "categorical" if name == "prediction.label" else "numeric", "prediction")
                  for name, values in columns.items()}
-        importance = _importance(model, holdout, y_holdout, task, metric, seed)
+        importance = ({name: drop for name, drop, _ in importances}
+                      if importances is not None else None)
         reference = build_reference(frame, kinds, roles=roles,  # type: ignore[arg-type]
                                     extra=extra, seed=seed,  # type: ignore[arg-type]
                                     importance=importance)
@@ -76,17 +77,3 @@ def log_monitoring_reference(registry: Registry, run_id: str, *, frame: pd.DataF
         registry.set_tags(run_id, {"flywheel.monitoring_error": text})
         return text
     return None
-
-
-def _importance(model: Any, holdout: pd.DataFrame | None, y: np.ndarray, task: str,
-                metric: str | None, seed: int) -> dict[str, float] | None:
-    if model is None or holdout is None or metric is None or not len(holdout):
-        return None
-    try:
-        found = permutation_importances(model, holdout, y, task=task,  # type: ignore[arg-type]
-                                        metric=metric, seed=seed)
-    except Exception as exc:  # noqa: BLE001 - without it, columns weigh the same
-        log.warning("could not measure feature importance for monitoring (%s: %s); drifted "
-                    "columns will weigh the same", type(exc).__name__, exc)
-        return None
-    return {name: drop for name, drop, _ in found}

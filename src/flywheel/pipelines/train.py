@@ -211,10 +211,10 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
             model = refit(x_search, y_search, schema, spec, learner, result)
             holdout_prediction = predict_scores(model, x_holdout, spec.target.task)
             holdout = compute_metrics(spec.target.task, y_holdout, holdout_prediction)
-            warnings = too_good_warnings(
-                spec.target.task, holdout, permutation_importances(
-                    model, x_holdout, y_holdout, task=spec.target.task, metric=metric.name,
-                    seed=seed), schema)
+            importances = permutation_importances(model, x_holdout, y_holdout,
+                                                  task=spec.target.task, metric=metric.name,
+                                                  seed=seed)
+            warnings = too_good_warnings(spec.target.task, holdout, importances, schema)
             metrics = {**{f"cv_{k}": v for k, v in result.cv_metrics.items()},
                        **{f"holdout_{k}": v for k, v in holdout.items()}}
             registry.log_metrics(run_id, metrics)
@@ -234,8 +234,7 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
             log_monitoring_reference(registry, run_id, frame=frame, schema=schema,
                                      task=spec.target.task, classes=tuple(encoding.classes),
                                      y_holdout=y_holdout, prediction=holdout_prediction,
-                                     seed=seed, model=model, holdout=x_holdout,
-                                     metric=metric.name)
+                                     seed=seed, importances=importances)
             clock.start("gates", "Running the gates")
             compiled, compiled_tags = compile_for_serving(model, schema, spec.target.task,
                                                           x_holdout)
