@@ -5,7 +5,10 @@ tens of microseconds per row, close to the anchor, so that a request fits in 1 m
 Single-row numbers are the median and p99 over --calls calls, one at a time; throughput is one
 call on --rows rows. LightGBM runs with one thread everywhere (as a server worker per core would).
 
-    python bench/predictor_speed.py [--calls 2000] [--rows 5000]
+The ONNX form (``flywheel export onnx``) runs in onnxruntime beside them, and its label
+agreement and largest probability difference are reported on churn and on the flights model.
+
+    python bench/predictor_speed.py [--calls 2000] [--rows 5000] [--flights-rows 100000]
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from sklearn.pipeline import Pipeline
 
 from flywheel.core.spec import FeaturesSpec
 from flywheel.data import infer_schema
-from flywheel.features import build_feature_pipeline, compile_predictor, verify_compiled
+from flywheel.demo import load_flights
+from flywheel.features import (
+    build_feature_pipeline,
+    compile_predictor,
+    onnx_predictor,
+    verify_compiled,
+    verify_onnx,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CHURN = REPO / "examples" / "churn" / "mlc_churn.parquet"
@@ -62,6 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--flights-rows", type=int, default=100_000,
+                        help="Training rows of the flights model whose ONNX form is checked.")
     args = parser.parse_args()
 
     frame = pd.read_parquet(CHURN)
@@ -76,6 +88,7 @@ def main() -> None:
     model = Pipeline([("features", features), ("model", estimator)])
     compiled = compile_predictor(model, schema, task="binary")
     report = verify_compiled(compiled, model, x)
+    onnx = onnx_predictor(model, schema, task="binary")
 
     n = min(args.rows, len(x))
     batch = pd.concat([x] * (args.rows // len(x) + 1), ignore_index=True).head(args.rows)
@@ -95,6 +108,8 @@ def main() -> None:
          per_call(lambda i: compiled.encode_records([records[i]]), args.calls * 5, n)),
         ("compiled.predict_records([record])",
          per_call(lambda i: compiled.predict_records([records[i]]), args.calls * 5, n)),
+        ("onnxruntime: onnx.predict_records([record])",
+         per_call(lambda i: onnx.predict_records([records[i]]), args.calls * 5, n)),
         ("booster.predict(numpy row)  [anchor]",
          per_call(lambda i: booster.predict(matrix[i:i + 1], **one_thread), args.calls * 5, n)),
     ]
@@ -106,6 +121,8 @@ def main() -> None:
          best_of(lambda: compiled.predict_records(batch_records))),
         ("compiled.predict_columns(lists)",
          best_of(lambda: compiled.predict_columns(batch_columns))),
+        ("onnxruntime: onnx.predict_columns(lists)",
+         best_of(lambda: onnx.predict_columns(batch_columns))),
         ("booster.predict(numpy matrix)  [anchor]",
          best_of(lambda: booster.predict(matrix, **one_thread))),
     ]
@@ -131,6 +148,27 @@ def main() -> None:
     console.print(table)
     print(f"verify_compiled on {report.rows:,} rows: verified={report.verified}, "
           f"max_abs_diff={report.max_abs_diff:.3g}")
+    print(f"ONNX (onnxruntime) on churn, {len(x):,} rows: "
+          f"{verify_onnx(onnx, model, x).summary()}")
+    print(f"ONNX (onnxruntime) on flights: {onnx_flights(args.flights_rows)}")
+
+
+def onnx_flights(rows: int) -> str:
+    """Label agreement and largest probability difference of the flights model's ONNX form
+    on the months after its training months (datetime parts, missing indicators, target
+    encoding)."""
+    frame = load_flights()
+    train, holdout = frame[frame["month"] <= 9].tail(rows), frame[frame["month"] > 9]
+    schema = infer_schema(train, "late")
+    features = build_feature_pipeline(schema, FeaturesSpec(), task="binary")
+    y = train["late"].to_numpy(dtype=int)
+    x = train[schema.feature_columns]
+    estimator = lgb.LGBMClassifier(n_estimators=200, num_leaves=31, learning_rate=0.05,
+                                   verbosity=-1, n_jobs=1, random_state=0)
+    model = Pipeline([("features", features), ("model", estimator)]).fit(x, y)
+    onnx = onnx_predictor(model, schema, task="binary")
+    report = verify_onnx(onnx, model, holdout[schema.feature_columns])
+    return report.summary()
 
 
 if __name__ == "__main__":

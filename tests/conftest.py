@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import yaml
 if TYPE_CHECKING:
     from flywheel import Project
     from flywheel.pipelines._context import ProjectContext
+    from flywheel.testing import MlflowServer, PostgresCluster, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -116,3 +118,70 @@ def make_mixed(n: int = 400, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture
 def mixed() -> pd.DataFrame:
     return make_mixed()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the session (initdb/pg_ctl in a tmp folder)."""
+    from flywheel.testing import PostgresCluster, require_postgres
+
+    require_postgres()
+    with PostgresCluster(tmp_path_factory.mktemp("postgres")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server on a loopback port, with a ``flywheel`` bucket."""
+    from flywheel.testing import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_mlflow_server(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster,
+                     s3: S3Server) -> Iterator[MlflowServer]:
+    """`mlflow server` whose backend store is PostgreSQL, artifacts proxied to the S3 store."""
+    from flywheel.testing import MlflowServer
+
+    url = postgres.create_database("mlflow_server")
+    with MlflowServer(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=url,
+                      artifacts_destination="s3://flywheel/mlartifacts",
+                      env=s3.env()) as server:
+        yield server
+
+
+def register_lightgbm(project: ProjectContext, *, train_rows: int, seed: int = 0,
+                      trees: int = 40) -> tuple[str, Any, pd.DataFrame]:
+    """A LightGBM pipeline on the first ``train_rows`` rows of the project's data, registered
+    as training registers one (schema.yaml, train_rows.json, profile.json, task and class
+    tags); returns the version, the fitted model and the rows it did not train on."""
+    import lightgbm as lgb
+    from sklearn.pipeline import Pipeline
+
+    from flywheel.core.spec import FeaturesSpec
+    from flywheel.data import profile_frame
+    from flywheel.features import FEATURE_TRUSTED_TYPES, build_feature_pipeline
+    from flywheel.pipelines._gating import TRAIN_ROWS_ARTIFACT, train_rows_record
+
+    schema = project.schema
+    frame = project.load_data()
+    x, y = frame[schema.feature_columns], (frame[schema.target] == "yes").to_numpy(int)
+    booster = lgb.LGBMClassifier(n_estimators=trees, verbosity=-1, n_jobs=1, random_state=seed)
+    model = Pipeline([("features", build_feature_pipeline(schema, FeaturesSpec(),
+                                                          task="binary")), ("model", booster)])
+    model.fit(x.head(train_rows), y[:train_rows])
+    registry = project.registry()
+    with registry.parent_run("test") as run_id:
+        registry.log_artifact_text(run_id, "schema.yaml", schema.to_yaml())
+        registry.log_artifact_text(run_id, TRAIN_ROWS_ARTIFACT,
+                                   train_rows_record(x.head(train_rows), schema.feature_columns))
+        registry.log_artifact_text(run_id, "profile.json",
+                                   profile_frame(frame.head(train_rows), schema).to_json())
+        logged = registry.log_model(run_id, model, input_example=x.head(3),
+                                    extra_trusted_types=list(FEATURE_TRUSTED_TYPES),
+                                    pyfunc_predict_fn="predict_proba")
+        tags = {**PASSED_TAGS, "flywheel.task": "binary", "flywheel.classes": '["no", "yes"]'}
+        version = registry.register(logged, tags=tags).version
+    return version, model, x.iloc[train_rows:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from flywheel.demo import ServerProcess
@@ -10,12 +11,14 @@ REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "s3cret"
 
 
-def start_server(root: Path, *, poll: float = 0.5, timeout: float = 90.0) -> ServerProcess:
+def start_server(root: Path, *, poll: float = 0.5, timeout: float = 90.0,
+                 args: Sequence[str] = ()) -> ServerProcess:
     """`flywheel serve` for the project at ``root`` (the demo's ``ServerProcess``), once
     ``/readyz`` answers 200.
 
     The server can import the tests' custom learners (``tests.estimators``) and takes the
-    admin token ``s3cret``; its output goes to ``.flywheel/serve.log``.
+    admin token ``s3cret``; its output goes to ``.flywheel/serve.log``. ``args`` are more
+    options of `flywheel serve` (``--grpc-port``).
 
     Raises:
         AssertionError: If the server exits or is not ready in time (with its log's end).
@@ -23,7 +26,8 @@ def start_server(root: Path, *, poll: float = 0.5, timeout: float = 90.0) -> Ser
     log_file = root / ".flywheel" / "serve.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(root, poll=poll, log_file=log_file,
-                           env={"PYTHONPATH": str(REPO), "FLYWHEEL_ADMIN_TOKEN": ADMIN_TOKEN})
+                           env={"PYTHONPATH": str(REPO), "FLYWHEEL_ADMIN_TOKEN": ADMIN_TOKEN},
+                           args=args)
     try:
         return server.start(timeout=timeout)
     except RuntimeError as exc:

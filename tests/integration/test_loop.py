@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -71,6 +72,23 @@ def serve_offline(project: Project, frame: pd.DataFrame, *, version: str = "cham
     log.close()
 
 
+def assert_warm_started(project: Project, *, champion: str, retrained: str) -> None:
+    """The retraining's study began with the champion's learner and parameters, and its run
+    says so."""
+    registry = project.registry()
+    old = registry.run_tags(registry.version_info(champion).run_id or "")
+    new = registry.run_tags(registry.version_info(retrained).run_id or "")
+    assert new["flywheel.warm_start"].startswith(
+        f"warm-started from version {champion} (champion): the first trial is its lightgbm "
+        "parameters (trial 0, complete)"), new["flywheel.warm_start"]
+    study = optuna.load_study(study_name=new["flywheel.study"],
+                              storage=f"sqlite:///{project.workspace.optuna_db}")
+    first = study.trials[0]
+    assert first.user_attrs["flywheel.warm_start"] == f"version {champion} (champion)"
+    assert {k.removeprefix("lightgbm."): v for k, v in first.params.items()} == \
+        json.loads(old["flywheel.best_params"])
+
+
 @pytest.fixture(scope="module")
 def churn_traffic() -> pd.DataFrame:
     return pd.read_parquet(CHURN).sample(600, random_state=7).reset_index(drop=True)
@@ -90,6 +108,7 @@ def test_a_trigger_retrains_gates_and_starts_a_canary_and_never_retrains_twice(
     actions = [e.action for e in project.history().entries]
     assert actions.count("loop_trigger") == 1 and actions.count("loop_retrained") == 1
     assert any(a.startswith("rollout") for a in actions)
+    assert_warm_started(project, champion="1", retrained="2")
     second = loop.tick()
     assert second.action == "rollout_step"
     assert len(registry.versions()) == 2

@@ -145,7 +145,7 @@ def test_a_corrupt_segment_and_stray_labels_give_a_partial_report_not_a_crash(
     result = broken.monitor(report=False, log_to_mlflow=False)
     notes = " | ".join(result.notes)
     assert "pred-999-bad-0.arrows" in notes
-    assert "1 label(s) from /feedback name request ids" in notes
+    assert "1 label(s) received since the window began name request ids" in notes
     assert result.metrics["unknown_label_ids"] == 1 and result.metrics["rows"] == 200
 
 
@@ -308,3 +308,31 @@ def test_sentinel_values_near_the_float_limits_leak_no_numpy_warning_from_the_cl
     data = json.loads(done.stdout)
     assert done.returncode in (0, 3) and data["drift"] is not None
     assert not [n for n in data["notes"] if "could not be computed" in n]
+
+
+def test_monitor_reads_only_the_hours_its_window_spans_in_a_log_at_a_shared_location(
+        project: Project, tmp_path: Path) -> None:
+    shared = _fresh(project, tmp_path, "shared")
+    spec = shared.spec.root / "flywheel.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    raw["monitoring"] = {**(raw.get("monitoring") or {}),
+                         "log_location": str(tmp_path / "shared-log")}
+    spec.write_text(yaml.safe_dump(raw))
+    shared = Project.load(spec)
+    old = tmp_path / "shared-log" / "kind=predictions" / "date=2020-01-01" / "hour=00"
+    old.mkdir(parents=True)
+    (old / "old.parquet").write_bytes(b"not parquet: a window that opened it would say so")
+    model = shared.registry().load_model("champion")
+    frame = _churn(300, 5)
+    features = shared.schema.feature_columns
+    layout = tuple((f, bool(pd.api.types.is_numeric_dtype(frame[f]))) for f in features)
+    log = PredictionLog(tmp_path / "shared-log")
+    records = json.loads(frame[features].to_json(orient="records"))
+    for i, (record, proba) in enumerate(zip(records, model.predict_proba(frame[features]),
+                                            strict=True)):
+        log.append(layout, f"s{i}", time.time(), "1", 1.0, [record], ["no"], [list(proba)])
+    log.close()
+    result = shared.monitor(report=False, log_to_mlflow=False, last=200)
+    assert result.metrics["rows"] == 200
+    assert not any("old.parquet" in note or "unreadable" in note for note in result.notes)
+    assert not (shared.spec.root / ".flywheel" / "predictions" / "kind=predictions").exists()

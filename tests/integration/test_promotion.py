@@ -226,6 +226,7 @@ def test_the_model_card_is_stored_with_the_version_and_fetched_by_the_cli(
     page = (tmp_path / "card" / "model_card.html").read_text()
     assert page.count("data:image/png;base64,") == 2
     assert "Model card: mlc_churn version 3" in page and third.data_fingerprint in page
+    assert "Where the model is worst" in page  # the error analysis, with or without slices
     assert {"importance.png", "calibration.png", "model_card.md"} <= {
         p.name for p in (tmp_path / "card").iterdir()}
     assert run_cli(project, "gates", "2") == 1  # failed a gate

@@ -238,6 +238,23 @@ def test_an_interrupted_promotion_is_completed_by_the_next_tick(fresh: Project) 
     assert RolloutController(fresh).tick() is None and len(history(fresh).entries) == before
 
 
+def test_an_interrupted_decision_never_undoes_a_champion_set_by_hand_meanwhile(
+        fresh: Project) -> None:
+    state = start_rollout(fresh, "canary")
+    registry = fresh.registry()
+    crashed = state.model_copy(update={"pending": "promote", "pending_version": "2",
+                                       "decision": {"action": "promote", "reason": "passed"}})
+    registry.set_model_tag(STATE_TAG, crashed.to_tag())
+    if "3" not in {v.version for v in registry.versions()}:
+        fresh.train(seed=5)  # version 3, which the operator makes champion by hand
+    registry.set_alias("champion", "3")
+    decision = RolloutController(fresh).tick()
+    assert decision.action == "conclude" and "outside the rollout" in decision.reason
+    assert registry.alias_version("champion") == "3"
+    assert rollout_status(fresh, fresh=False).state.status == "stopped"
+    assert RolloutController(fresh).tick() is None and registry.alias_version("champion") == "3"
+
+
 def test_two_controllers_ticking_at_once_advance_the_stage_once(fresh: Project) -> None:
     start_rollout(fresh, "canary", overrides={"stages": [10, 50, 100], "min_requests": 30,
                                               "min_labels": 0})

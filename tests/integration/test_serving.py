@@ -294,6 +294,21 @@ def test_openapi_document_describes_the_models_features(served) -> None:
     max_leaves=12))
 def test_fuzzed_bodies_never_get_a_5xx(served, body: object) -> None:
     _, server = served
-    for path in ("/predict", "/feedback", "/v2/models/x/infer"):
+    for path in ("/predict", "/explain", "/feedback", "/v2/models/x/infer"):
         response = httpx.post(server.url + path, content=json.dumps(body).encode())
         assert response.status_code < 500, (path, body, response.text)
+
+
+def test_explain_on_the_running_server_sums_to_the_log_odds_of_each_served_probability(
+        served, rows) -> None:
+    _, server = served
+    records, expected = rows
+    response = httpx.post(server.url + "/explain", json=records[:10])
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    np.testing.assert_allclose(answer["probabilities"], expected[:10], atol=1e-9)
+    p = expected[:10, 1]
+    for row, log_odds in zip(answer["explanations"], np.log(p / (1 - p)), strict=True):
+        assert abs(sum(row["contributions"].values()) + row["bias"] - log_odds) <= 1e-6
+    bad = httpx.post(server.url + "/predict", json={**records[0], "explain": 1})
+    assert bad.status_code == 422 and "expected true or false" in bad.text

@@ -92,7 +92,15 @@ def test_ctrl_c_keeps_the_study_and_registers_nothing(tmp_path: Path) -> None:
     proc = start_training(tmp_path)
     wait_for_trials(tmp_path, 2)
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # say where it hangs: flywheel dumps its stacks on USR1
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        raise AssertionError(f"train did not end 60 s after Ctrl-C; its stacks:\n{err[-8000:]}"
+                             ) from None
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert len([t for t in study_trials(tmp_path) if t.state == TrialState.COMPLETE]) >= 2

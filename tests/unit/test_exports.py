@@ -4,10 +4,11 @@ import importlib
 
 import pytest
 
-PACKAGES = ["flywheel.core", "flywheel.data", "flywheel.demo", "flywheel.evaluation",
+PACKAGES = ["flywheel.core", "flywheel.data", "flywheel.demo", "flywheel.deploy",
+            "flywheel.evaluation",
             "flywheel.features", "flywheel.monitoring", "flywheel.pipelines", "flywheel.predlog",
-            "flywheel.registry", "flywheel.rollout", "flywheel.serving", "flywheel.testing",
-            "flywheel.training"]
+            "flywheel.registry", "flywheel.rollout", "flywheel.serving", "flywheel.stream",
+            "flywheel.testing", "flywheel.training"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -79,14 +79,14 @@ def report(
     """The delivery report: metric over time against a never-retrained baseline, latency,
     throughput, reliability, drift, retraining and rollout decisions."""
     project = Project.load(config)
-    delivered = _write_report(project, html=html, markdown=markdown, baseline=baseline)
+    delivered = write_report(project, html=html, markdown=markdown, baseline=baseline)
     if as_json:
         _out.print_json(json.dumps(delivered.to_dict(), default=str))
     else:
         print_report(delivered, html or project.workspace.root / "report.html")
 
 
-def _write_report(project: Project, *, html: Path | None = None, markdown: Path | None = None,
+def write_report(project: Project, *, html: Path | None = None, markdown: Path | None = None,
                   baseline: str | None = None) -> DeliveryReport:
     from flywheel.pipelines.report import build_report  # noqa: PLC0415 - slow imports
     from flywheel.pipelines.report_render import report_html, report_markdown  # noqa: PLC0415
@@ -149,6 +149,6 @@ def demo(
     project = run_demo(directory.resolve(), settings=settings,
                        say=lambda text: _out.print(escape(text), highlight=False))
     html = project.workspace.root / "report.html"
-    delivered = _write_report(project, html=html, markdown=directory / "report.md")
+    delivered = write_report(project, html=html, markdown=directory / "report.md")
     print_report(delivered, html)
     _out.print(f"Demo finished in {time.monotonic() - started:.0f} s; project in {directory}")

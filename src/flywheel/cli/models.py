@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich import box
@@ -30,26 +30,13 @@ def models(
 ) -> None:
     """List registered model versions, newest first."""
     # Imported here: the promotion pipeline loads MLflow, which --help should not pay.
-    from flywheel.pipelines.promote import RECOVERED_TAG, recover
+    from flywheel.pipelines.dashboard import version_rows
+    from flywheel.pipelines.promote import recover
 
     project = Project.load(config)
     registry = project.registry()
     recovered = recover(project, registry)
-    versions = registry.versions()
-    metric = project.spec.training.metric
-    rows: list[dict[str, Any]] = []
-    for v in versions:
-        tags = v.tags
-        metric = tags.get("flywheel.metric", metric or "")
-        rows.append({
-            "version": v.version, "aliases": list(v.aliases),
-            "created": v.created.isoformat(timespec="seconds"),
-            "learner": tags.get("flywheel.learner", ""), "metric": metric,
-            "cv": tags.get(f"flywheel.cv_{metric}", ""),
-            "holdout": tags.get(f"flywheel.holdout_{metric}", ""),
-            "data": tags.get("flywheel.data_fingerprint", ""),
-            **({"recovered": tags[RECOVERED_TAG]} if RECOVERED_TAG in tags else {}),
-        })
+    rows = version_rows(project, registry)
     for r in recovered:  # on stderr, so --json output stays the list of versions
         _err.print(f"[yellow]recovered just now:[/yellow] {escape(str(r))}", highlight=False,
                    soft_wrap=True)

@@ -17,6 +17,7 @@ from flywheel.core._section import Section as _Section
 
 __all__ = [
     "DATA_QUALITY_RULES",
+    "LOG_SCHEMES",
     "AlertSinkSpec",
     "AlertsSpec",
     "DriftMethod",
@@ -29,6 +30,9 @@ __all__ = [
 
 
 RuleOp = ConditionOp
+
+LOG_SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")
+"""URI schemes ``monitoring.log_location`` accepts (pyarrow's file systems)."""
 
 
 class RuleSpec(Condition):
@@ -164,5 +168,26 @@ class MonitoringSpec(_Section):
     """Bootstrap resamples for those intervals."""
     report: str = ".flywheel/monitoring/report.html"
     """Where the HTML report is written (relative to this file)."""
+    log_location: str = ".flywheel/predictions"
+    """Where the prediction log lives: a folder (relative to this file, or absolute: a shared
+    file system lets replicas in separate folders share one log), or an object-store URI such
+    as s3://bucket/prefix (credentials from the environment, as pyarrow reads them)."""
+    log_retention_days: float | None = Field(None, gt=0)
+    """Delete the log's hourly partitions older than this many days (none: keep everything)."""
     drift: DriftSpec = DriftSpec()
     alerts: AlertsSpec = AlertsSpec()
+
+    @model_validator(mode="after")
+    def _check_log_location(self) -> MonitoringSpec:
+        location = self.log_location.strip()
+        if not location:
+            raise ValueError("log_location is empty; give a folder such as "
+                             "`.flywheel/predictions` or a URI such as `s3://bucket/prefix`")
+        scheme, sep, rest = location.partition("://")
+        if sep and scheme.lower() not in LOG_SCHEMES:
+            raise ValueError(f"log_location {location!r} uses the scheme {scheme!r}; use a "
+                             f"folder or one of {', '.join(f'{s}://' for s in LOG_SCHEMES)}")
+        if sep and not rest.strip("/"):
+            raise ValueError(f"log_location {location!r} names no bucket or folder; write it "
+                             "as `s3://bucket/prefix`")
+        return self

@@ -10,7 +10,25 @@ The points: ``register.version_created`` (a version exists, no alias set yet),
 ``register.alias_moved`` (its aliases set, not yet in the audit log),
 ``promote.intent_written`` (the intent logged, no alias moved), ``promote.alias_moved``,
 ``promote.champion_recorded`` (champion recorded, the challenger alias not yet retired),
-``rollback.alias_moved``.
+``rollback.alias_moved``, ``backup.archive_half_written`` (half the files in the backup's
+temporary archive), ``backup.archive_written`` (the archive complete and fsynced, not yet
+renamed to the name asked for).
+
+A rollout tick (``RolloutController.tick``): ``rollout.decision_pending`` (a promote or
+switch decision written to the state as pending, no alias moved), ``rollout.alias_moved``
+(the champion moved by the decision, the state still pending; the ``promote.*`` points fire
+inside it too).
+
+The prediction log: ``predlog.spool_converted`` (the converter wrote spool files' rows into
+the log, its segments or an adopted file's own file, and has not deleted them yet),
+``predlog.spool_deleted`` (just after they were deleted), ``predlog.parquet_temporary``
+(a Parquet file fsynced under its temporary name, not yet renamed: the converter's or the
+compaction's),
+``predlog.compact_written`` (a compact file written, none of its sources deleted yet).
+The converter is a child process of ``flywheel serve``; it inherits the variable.
+
+``materialize.chunk_<n>`` (the feature store's materialization after chunk n) and
+``stream.written`` (a stream record written, not acknowledged) are used by their own tests.
 """
 
 from __future__ import annotations

@@ -5,11 +5,19 @@ FlywheelError
  ├─ DataError                    a data file cannot be read as a table          (exit 2)
  │   └─ DataValidationError      data read fine but fails the validation gate   (exit 1)
  ├─ WorkspaceError               .flywheel/ cannot be used                       (exit 2)
- │   └─ WorkspaceBusyError       another command holds the workspace lock        (exit 2)
+ │   ├─ WorkspaceBusyError       another command holds the workspace lock        (exit 2)
+ │   ├─ CoordinationError        the shared coordination database is unreachable (exit 2)
+ │   └─ BackupError              a backup cannot be taken, or is corrupt or partial (exit 2)
  ├─ TrainingError                training could not produce a model              (exit 1)
  ├─ CompileError                 a model has a step the serving fast path lacks  (exit 1)
+ │   └─ OnnxExportError          a model cannot be converted to ONNX or verified (exit 1)
+ ├─ ExplanationError             a model's predictions cannot be explained exactly (exit 1)
  ├─ GateError                    a version failed its gates; promotion refuses it (exit 1)
  ├─ MonitoringError              a window cannot be monitored as asked           (exit 2)
+ ├─ FeatureStoreError            a feature view cannot be read, joined or served (exit 2)
+ ├─ StoreUnreachableError        a database (the Optuna study's) cannot be used  (exit 2)
+ ├─ ServingError                 the prediction service cannot start as asked    (exit 2)
+ │   └─ StreamError              a stream's broker cannot be read or written     (exit 2)
  ├─ RolloutError                 a rollout cannot start or change as asked       (exit 2)
  │   └─ RolloutConflictError     another rollout of the model is running         (exit 2)
  └─ RegistryError                the MLflow tracking store or registry failed    (exit 1)
@@ -96,6 +104,24 @@ class WorkspaceBusyError(WorkspaceError):
         )
 
 
+class CoordinationError(WorkspaceError):
+    """The shared coordination store (PostgreSQL) cannot be used."""
+
+    def __init__(self, where: str, problem: str, *, hint: str | None = None) -> None:
+        self.where, self.problem = where, problem
+        super().__init__(
+            f"The coordination database {where} cannot be used: {problem}. "
+            + (hint or "Check that the database is running and reachable from this host, and "
+               "the user, password and database name in coordination.uri (or "
+               "tracking.tracking_uri).")
+        )
+
+
+class BackupError(WorkspaceError):
+    """A workspace backup cannot be taken or restored: a shared back end, or an archive that
+    is corrupt, partial or not a flywheel backup."""
+
+
 class TrainingError(FlywheelError):
     """Training could not produce a model."""
 
@@ -118,6 +144,36 @@ class CompileError(FlywheelError):
             "fast path, build features with flywheel's feature pipeline and use a LightGBM, "
             "linear or other scikit-learn estimator."
         )
+
+
+class OnnxExportError(CompileError):
+    """A model version cannot be converted to ONNX, or its ONNX form does not reproduce it.
+
+    ``step`` is the pipeline step (``features/target/encode``, ``model``) that failed.
+    """
+
+    def __init__(self, step: str, estimator: str, reason: str) -> None:
+        self.step, self.estimator, self.reason = step, estimator, reason
+        FlywheelError.__init__(
+            self,
+            f"Cannot export step {step!r} ({estimator}) to ONNX: {reason}. The version still "
+            "serves through its compiled or scikit-learn form; for an ONNX form, build features "
+            "with flywheel's feature pipeline and train a LightGBM or linear scikit-learn "
+            "learner (custom learners have no ONNX converter)."
+        )
+
+class ExplanationError(FlywheelError):
+    """A model version's predictions cannot be split exactly into per-column contributions
+    (an estimator without exact tree contributions, a feature step not traced to a column)."""
+
+    exit_code = 1
+
+    def __init__(self, version: str, reason: str) -> None:
+        self.version, self.reason = version, reason
+        super().__init__(
+            f"Cannot explain {version}: {reason}. Explanations are exact tree contributions, "
+            "so they need a LightGBM model on flywheel's feature pipeline; predictions still "
+            "work, and `training.learners: [lightgbm]` trains an explainable model.")
 
 
 class RegistryError(FlywheelError):
@@ -144,6 +200,22 @@ class TrackingUnreachableError(RegistryError):
         )
 
 
+class StoreUnreachableError(FlywheelError):
+    """A database flywheel keeps state in (the Optuna study's) refuses or does not answer.
+
+    ``uri`` is shown with its password masked; ``hint`` says what to check.
+    """
+
+    exit_code = 2
+
+    def __init__(self, what: str, uri: str, reason: str, *, hint: str,
+                 attempts: int = 1) -> None:
+        self.what, self.uri, self.reason, self.hint = what, uri, reason, hint
+        self.attempts = attempts
+        tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
+        super().__init__(f"The {what} {uri} cannot be used ({reason}){tries}. {hint}")
+
+
 class GateError(FlywheelError):
     """A version failed (or never ran) its validation gates, so it may not become champion."""
 
@@ -158,6 +230,31 @@ class GateError(FlywheelError):
             f"anyway, run `flywheel promote {version} --force --reason \"...\"` (the reason "
             "goes to the audit log)."
         )
+
+
+class FeatureStoreError(FlywheelError):
+    """A feature view's source, a point-in-time join, materialization or the online store
+    failed; the message names the view and what to check."""
+
+    exit_code = 2
+
+
+class ServingError(FlywheelError):
+    """The prediction service cannot start as asked (a port it cannot listen on, a missing
+    optional engine); the message names the option to change."""
+
+    exit_code = 2
+
+
+class StreamError(ServingError):
+    """The broker `flywheel stream` reads from or writes to failed (connection lost, a
+    timeout); the scorer retries, and nothing unacknowledged is lost."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where, self.problem = where, problem
+        super().__init__(f"The stream broker {where} failed: {problem}. Pending events stay "
+                         "pending and are scored once it answers again; check that the server "
+                         "is up and reachable.")
 
 
 class MonitoringError(FlywheelError):

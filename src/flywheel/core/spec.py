@@ -24,6 +24,15 @@ from pydantic import (
     model_validator,
 )
 
+from flywheel.core._coordination_spec import FILE_COORDINATION as FILE_COORDINATION
+from flywheel.core._coordination_spec import CoordinationSpec as CoordinationSpec
+from flywheel.core._deploy_spec import ComputeSpec as ComputeSpec
+from flywheel.core._deploy_spec import DeploySpec as DeploySpec
+from flywheel.core._deploy_spec import KServeSpec as KServeSpec
+from flywheel.core._ensemble_spec import EnsembleSpec as EnsembleSpec
+from flywheel.core._feature_store_spec import FeatureStoreSpec as FeatureStoreSpec
+from flywheel.core._feature_store_spec import FeatureViewSpec as FeatureViewSpec
+from flywheel.core._feature_store_spec import SpineSpec as SpineSpec
 from flywheel.core._monitoring_spec import AlertSinkSpec as AlertSinkSpec
 from flywheel.core._monitoring_spec import AlertsSpec as AlertsSpec
 from flywheel.core._monitoring_spec import DriftSpec as DriftSpec
@@ -41,6 +50,7 @@ from flywheel.core._rollout_spec import RolloutSpec as RolloutSpec
 from flywheel.core._rollout_spec import ShadowSpec as ShadowSpec
 from flywheel.core._section import Condition, ConditionOp, parse_bound
 from flywheel.core._section import Section as _Section
+from flywheel.core._serving_spec import ServingSpec as ServingSpec
 from flywheel.core.errors import ConfigError
 from flywheel.core.yamlio import read_yaml
 
@@ -49,6 +59,7 @@ Severity = Literal["error", "warning", "off"]
 
 SPEC_FILE = "flywheel.yaml"
 _M = TypeVar("_M", bound=BaseModel)
+_RAY_ADDRESS = re.compile(r"^(ray://)?[\w.-]+:\d{1,5}$")
 
 
 class DataSpec(_Section):
@@ -64,6 +75,9 @@ class DataSpec(_Section):
     """Field delimiter of CSV files; null: read from the header (one of , ; tab |)."""
     time_column: str | None = None
     """A column that orders rows in time; enables time-ordered splits."""
+    spine: SpineSpec | None = None
+    """`path` is a spine (entity keys, event times, labels): training joins the feature views
+    to it as of each row's event time (see feature_store)."""
 
 
 class TargetSpec(_Section):
@@ -153,10 +167,32 @@ class SearchSpec(_Section):
     stopped. Whichever of trials and timeout comes first ends the search."""
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     parallel: int = Field(1, ge=1, le=64)
-    """Trials run at once, in separate processes sharing the study storage."""
+    """Trials run at once, in separate processes sharing the study storage (backend local)."""
+    backend: Literal["local", "ray"] = "local"
+    """local: trials run in processes on this machine; ray: in Ray tasks (pip install
+    flywheel[ray]), each running Optuna on the shared study."""
+    ray_address: str | None = None
+    """backend ray: null starts a local Ray for the run; auto joins the cluster this machine
+    belongs to; ray://HOST:PORT (Ray Client) or HOST:PORT (the head's GCS) names one."""
+    workers: int = Field(2, ge=1, le=256)
+    """backend ray: Ray tasks running trials at once, one CPU each."""
     seed: int = 0
     pruning: bool = True
     """Stop unpromising trials early on their per-fold scores."""
+    storage: str = Field("auto", min_length=1)
+    """Where the Optuna study lives: auto (.flywheel/optuna.db, or the tracking database
+    when tracking.tracking_uri is postgresql://), an RDB URL (postgresql://..., ${VAR}
+    expands) or journal:PATH (a journal file, relative to flywheel.yaml)."""
+
+    @field_validator("storage")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        if value == "auto" or value.startswith("journal:") or "://" in value:
+            if value == "journal:":
+                raise ValueError("journal: needs a file path, such as journal:.flywheel/study.log")
+            return value
+        raise ValueError(f"must be auto, an RDB URL (postgresql://..., sqlite:///...) or "
+                         f"journal:PATH, got {value!r}")
 
     @model_validator(mode="after")
     def _check_budget(self) -> SearchSpec:
@@ -164,6 +200,14 @@ class SearchSpec(_Section):
             raise ValueError("trials: null searches until timeout_seconds, which is null too; "
                              "set a number of trials or a time budget")
         return self
+
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or _RAY_ADDRESS.match(value):
+            return value
+        raise ValueError(f"must be null (a local Ray for the run), auto, ray://HOST:PORT or "
+                         f"HOST:PORT, got {value!r}")
 
 
 class TrainingSpec(_Section):
@@ -180,6 +224,8 @@ class TrainingSpec(_Section):
     hist_gradient_boosting; plus the names of custom_learners."""
     custom_learners: list[CustomLearnerSpec] = Field(default_factory=list)
     search: SearchSpec = SearchSpec()
+    ensemble: EnsembleSpec = EnsembleSpec()
+    """Greedy ensemble selection over the search's trials (``size: 1``: the single best)."""
     allow_pickle: bool = False
     """Allow a model that skops cannot serialize to be saved with pickle (loading it can run
     arbitrary code)."""
@@ -285,8 +331,10 @@ class PromotionSpec(_Section):
 
 class TrackingSpec(_Section):
     tracking_uri: str | None = None
-    """MLflow tracking URI; default sqlite:///.flywheel/mlflow.db (postgresql://... at
-    scale)."""
+    """MLflow tracking URI; default sqlite:///.flywheel/mlflow.db. At scale an mlflow server
+    (http://HOST:PORT) or PostgreSQL directly (postgresql://USER:${PASSWORD_VAR}@HOST:PORT/DB):
+    ${VAR} expands from the environment when a connection is made, and libpq's PGPASSWORD
+    works too, so the spec never holds a password."""
     artifact_location: str | None = None
     """Where MLflow stores artifacts; default .flywheel/artifacts (e.g. s3://... at scale)."""
     experiment: str | None = None
@@ -303,6 +351,12 @@ class TrackingSpec(_Section):
     (MLFLOW_HTTP_REQUEST_MAX_RETRIES); the MLFLOW_HTTP_REQUEST_* variables, if set, win."""
     backoff_seconds: int = Field(default=1, ge=0, le=120)
     """Pause before the second retry, doubling after (MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)."""
+    pool_size: int = Field(default=5, ge=1, le=100)
+    """A database store (postgresql://): connections each engine keeps open per process
+    (MLFLOW_SQLALCHEMYSTORE_POOL_SIZE; the Optuna storage's pool_size)."""
+    max_overflow: int = Field(default=5, ge=1, le=100)
+    """A database store: connections an engine may open beyond pool_size under load
+    (MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW, which MLflow ignores when 0; Optuna's max_overflow)."""
 
 
 class ProjectSpec(_Section):
@@ -313,11 +367,15 @@ class ProjectSpec(_Section):
     features: FeaturesSpec = FeaturesSpec()
     training: TrainingSpec = TrainingSpec()
     tracking: TrackingSpec = TrackingSpec()
+    coordination: CoordinationSpec = CoordinationSpec()
     gates: GatesSpec = GatesSpec()
     promotion: PromotionSpec = PromotionSpec()
     rollout: RolloutSpec = RolloutSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    serving: ServingSpec = ServingSpec()
     retraining: RetrainingSpec = RetrainingSpec()
+    feature_store: FeatureStoreSpec = FeatureStoreSpec()
+    deploy: DeploySpec = DeploySpec()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 

@@ -139,6 +139,8 @@ monitoring:                       # `flywheel monitor`: drift, data quality, per
   confidence: {m.confidence}               # level of measured performance's bootstrap intervals
   bootstrap: {m.bootstrap}                 # resamples for those intervals
   report: {json.dumps(m.report)}
+  log_location: {json.dumps(m.log_location)}   # the prediction log: a folder, a shared path, or s3://bucket/prefix
+  log_retention_days: {_number(m.log_retention_days)}          # delete the log's hours older than this (null: keep all)
   drift:
     numeric_method: {d.numeric_method}          # auto (ks up to test_max_rows, else wasserstein) | ks | wasserstein | psi
     categorical_method: {d.categorical_method}      # auto (chi2 up to test_max_rows, else jensenshannon) | chi2 | jensenshannon | psi

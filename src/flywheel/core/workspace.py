@@ -1,25 +1,22 @@
 """The workspace ``.flywheel/`` that flywheel owns beside a project's flywheel.yaml.
 
-Created on first use. Writers take a named lock: a second command that would write the same
-state waits up to a timeout, then refuses with a message naming the holder. Files are written
-atomically (temporary file, fsync, rename), so a crash never leaves one half-written.
+Created on first use. Writers take a named lock of the project's coordinator
+(:mod:`flywheel.core.coordination`): a second command that would write the same state waits up
+to a timeout, then refuses with a message naming the holder. Files are written atomically
+(:mod:`flywheel.core.atomic`), so a crash never leaves one half-written.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import json
-import os
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from flywheel.core.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from flywheel.core.coordination import Coordinator, FileCoordinator
+from flywheel.core.errors import WorkspaceError
 
-from flywheel.core.errors import WorkspaceBusyError, WorkspaceError
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "WORKSPACE_DIR", "Workspace", "atomic_write_bytes",
+           "atomic_write_text", "fsync_dir"]
 
 WORKSPACE_DIR = ".flywheel"
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -32,12 +29,19 @@ class Workspace:
         project_root: The folder holding flywheel.yaml.
     """
 
-    def __init__(self, project_root: str | Path) -> None:
+    def __init__(self, project_root: str | Path, *,
+                 coordinator: Coordinator | None = None) -> None:
         self.project_root = Path(project_root).resolve()
         self.root = self.project_root / WORKSPACE_DIR
-        self.stale_holders: dict[str, str] = {}
+        self.coordinator: Coordinator = coordinator or FileCoordinator(self.root)
+        """Where locks, the controller's lease and the loop's state live (default: files
+        in ``.flywheel/``)."""
+
+    @property
+    def stale_holders(self) -> dict[str, str]:
         """Per lock name, the holder a killed process left behind when this one took the lock
-        (``lock`` replaces the file; the caller says what was recovered)."""
+        (the caller says what was recovered)."""
+        return self.coordinator.stale_holders
 
     # Layout. At scale the database paths become server URIs; see the spec.
     @property
@@ -89,77 +93,18 @@ class Workspace:
             ) from exc
         return self
 
-    @contextlib.contextmanager
     def lock(self, name: str = "state", *, timeout: float = DEFAULT_LOCK_TIMEOUT,
-             command: str | None = None) -> Iterator[None]:
-        """Hold the named workspace lock for the duration of the block.
+             command: str | None = None) -> AbstractContextManager[None]:
+        """Hold the named lock of the project's coordinator for the duration of the block.
 
-        Waits up to ``timeout`` seconds for another holder, then raises.
+        Waits up to ``timeout`` seconds for another holder, then raises. Embedded, the lock
+        is a file in ``.flywheel/locks``; with shared coordination, a PostgreSQL lock every
+        host running the same spec takes.
 
         Raises:
             WorkspaceBusyError: If the lock is still held after ``timeout`` seconds.
+            CoordinationError: If the shared coordination store cannot be reached.
         """
-        self.ensure()
-        lock_path = self.locks / f"{name}.lock"
-        holder_path = self.locks / f"{name}.holder"
-        started = time.monotonic()
-        file_lock = FileLock(str(lock_path))
-        try:
-            file_lock.acquire(timeout=timeout)
-        except Timeout:
-            raise WorkspaceBusyError(name, _read_holder(holder_path),
-                                     time.monotonic() - started) from None
-        if holder_path.exists():  # we hold the lock, so whoever wrote this died holding it
-            self.stale_holders[name] = _read_holder(holder_path)
-        try:
-            atomic_write_text(holder_path, json.dumps({
-                "pid": os.getpid(),
-                "command": command or " ".join(["flywheel", *sys.argv[1:]]),
-                "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            }))
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                holder_path.unlink()
-            file_lock.release()
-
-
-def _read_holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        return f"`{info['command']}` (pid {info['pid']}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another flywheel command"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Text form of :func:`atomic_write_bytes` (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in ``folder`` durable (best effort where unsupported)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if not self.coordinator.shared:
+            self.ensure()
+        return self.coordinator.lock(name, timeout=timeout, command=command)

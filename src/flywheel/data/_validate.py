@@ -223,8 +223,15 @@ def _engine_failures(cases: pd.DataFrame, expected: dict[str, ColumnSchema],
         check = str(check)
         if check == "column_in_dataframe":
             for name in group["failure_case"].astype(str).unique():
-                kind = "target" if expected.get(name) and expected[name].role == "target" \
-                    else "missing_column"
+                role = expected[name].role if expected.get(name) else "feature"
+                kind = "target" if role == "target" else "missing_column"
+                if role not in ("feature", "target"):
+                    # No model reads it (an id, a constant, a leak): its absence loses nothing,
+                    # as in a retraining set built from the features the server logged.
+                    out.append(CheckFailure(name, kind, "warning", 1, 1,
+                                            f"column is in the schema (role {role}, not used by "
+                                            "the model) but not in the data"))
+                    continue
                 out.append(CheckFailure(name, kind, _severity(severity, kind), 1, 1,
                                         "column is in the schema but not in the data"))
         elif check == "column_in_schema":

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -28,16 +29,19 @@ class ServerProcess:
     Args:
         poll: Seconds between the server's registry checks (how fast it follows aliases).
         env: Extra environment variables.
+        args: Extra arguments of `flywheel serve` (``["--grpc-port", "50051"]``).
     """
 
     def __init__(self, root: Path, *, poll: float = 0.5, port: int | None = None,
-                 env: dict[str, str] | None = None, log_file: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_file: Path | None = None,
+                 args: Sequence[str] = ()) -> None:
         self.root = root
         self.poll = poll
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
         self.log_file = log_file
+        self.args = list(args)
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, *, timeout: float = 120.0) -> ServerProcess:
@@ -49,7 +53,7 @@ class ServerProcess:
         out = open(self.log_file, "a") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flywheel.cli.main", "serve", "--config", str(self.root),
-             "--port", str(self.port), "--poll-interval", str(self.poll)],
+             "--port", str(self.port), "--poll-interval", str(self.poll), *self.args],
             env={**os.environ, **self.env}, stdout=out, stderr=out, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from flywheel.evaluation._metrics import (
 )
 from flywheel.evaluation._robustness import RobustnessCheck, run_robustness
 from flywheel.evaluation._scores import predict_scores
+from flywheel.evaluation._slices import Slice, worst_slices
 from flywheel.evaluation._stats import (
     MetricInterval,
     PairedComparison,
@@ -48,6 +49,7 @@ __all__ = [
     "ModelCard",
     "PairedComparison",
     "RobustnessCheck",
+    "Slice",
     "bootstrap_metric",
     "build_model_card",
     "check_gates_config",
@@ -61,4 +63,5 @@ __all__ = [
     "run_robustness",
     "summarize",
     "task_metrics",
+    "worst_slices",
 ]

@@ -26,6 +26,7 @@ from flywheel.core.workspace import atomic_write_bytes, atomic_write_text
 from flywheel.evaluation._gates import GateReport
 from flywheel.evaluation._metrics import get_metric, task_metrics
 from flywheel.evaluation._robustness import predict_fn
+from flywheel.evaluation._slices import Slice, worst_slices
 from flywheel.evaluation._stats import MetricInterval, bootstrap_metric
 
 __all__ = ["CardInputs", "ModelCard", "build_model_card", "permutation_importances"]
@@ -64,6 +65,9 @@ class CardInputs:
     data: Mapping[str, Any]
     classes: tuple[str, ...] = ()
     seed: int = 0
+    contributions: Mapping[str, float] | None = None
+    """Global importance from the exact per-row contributions: mean absolute contribution to
+    the raw score per column, largest first (None: the model has none)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,8 @@ class ModelCard:
     images: dict[str, bytes]
     intervals: dict[str, MetricInterval]
     importances: list[tuple[str, float, float]]
+    slices: list[Slice] = dataclasses.field(default_factory=list)
+    """Where the optimized metric is worst on the holdout (error analysis)."""
 
     def write(self, folder: str | Path) -> Path:
         """Write ``model_card.html``, ``model_card.md`` and the PNGs; returns the HTML path."""
@@ -107,10 +113,13 @@ def build_model_card(inputs: CardInputs) -> ModelCard:
     else:
         images["calibration.png"] = _calibration_plot(inputs.y, inputs.prediction,
                                                       inputs.classes)
-    sections = _sections(inputs, intervals, importances)
+    slices = worst_slices(inputs.task, inputs.metric, inputs.holdout, inputs.y,
+                          inputs.prediction, seed=inputs.seed)
+    sections = [*_sections(inputs, intervals, importances), *_error_sections(inputs, slices)]
     return ModelCard(html=_render_html(inputs, sections, images),
                      markdown=_render_markdown(inputs, sections, images),
-                     images=images, intervals=intervals, importances=importances)
+                     images=images, intervals=intervals, importances=importances,
+                     slices=slices)
 
 
 def permutation_importances(model: Any, frame: pd.DataFrame, y: np.ndarray, *, task: Task,
@@ -238,6 +247,26 @@ def _sections(inputs: CardInputs, intervals: Mapping[str, MetricInterval],
                           for c, mu, sd in importances[:_TOP_FEATURES]],
                          "Permutation importance on the holdout: how much the metric worsens "
                          "when the column's values are shuffled."))
+    return tables
+
+
+def _error_sections(inputs: CardInputs, slices: list[Slice]) -> list[_Table]:
+    tables = []
+    if inputs.contributions is not None:
+        tables.append(_Table(
+            "Contributions", ["column", "mean |contribution|"],
+            [[c, f"{v:.4g}"] for c, v in list(inputs.contributions.items())[:_TOP_FEATURES]],
+            "Mean absolute contribution to the raw score on the holdout, from the exact "
+            "per-row contributions POST /explain returns."))
+    overall = f"{slices[0].overall:.4f}" if slices else "-"
+    tables.append(_Table(
+        "Where the model is worst", ["slice", "rows", inputs.metric, "95% CI"],
+        [[s.condition, f"{s.rows:,}", f"{s.value:.4f}", f"[{s.low:.4f}, {s.high:.4f}]"]
+         for s in slices],
+        f"Holdout slices (category values, quantile ranges, missing values) of at least 30 "
+        f"rows where {inputs.metric} is worse than on all rows ({overall}); intervals from "
+        "200 bootstrap resamples." if slices else
+        f"No slice of at least 30 holdout rows has a worse {inputs.metric} than all rows."))
     return tables
 
 

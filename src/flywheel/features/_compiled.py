@@ -37,7 +37,8 @@ from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
 from flywheel.features._compiled_lightgbm import lightgbm_predict
 from flywheel.features._compiled_values import Column
 
-__all__ = ["CompileReport", "CompiledPredictor", "compile_predictor", "verify_compiled"]
+__all__ = ["CompileReport", "CompiledEnsemble", "CompiledPredictor", "compile_predictor",
+           "verify_compiled"]
 
 Predict = Callable[[np.ndarray], np.ndarray]
 _SINGLE_ROW_CHECKS = 200
@@ -133,9 +134,48 @@ class CompiledPredictor:
         return self._predict(matrix)
 
 
+class CompiledEnsemble(CompiledPredictor):
+    """A weighted average of compiled members (an ensemble's ``members_`` and ``weights_``):
+    each member encodes the request its own way and answers; the outputs are averaged."""
+
+    def __init__(self, members: list[CompiledPredictor], weights: list[float], *, task: Task,
+                 feature_columns: list[str]) -> None:
+        first = members[0]
+        super().__init__(first.encoder, first._predict, task=task,
+                         feature_columns=feature_columns, kind="ensemble",
+                         outputs=None if len(first._empty_shape) == 1 else first._empty_shape[1])
+        self.members = members
+        self.weights = weights
+
+    def __repr__(self) -> str:
+        return (f"CompiledEnsemble(task={self.task!r}, members="
+                f"{[m.kind for m in self.members]}, weights={self.weights})")
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self._average([m.predict_records(records) for m in self.members])
+
+    def predict_columns(self, columns: Mapping[str, Column]) -> np.ndarray:
+        return self._average([m.predict_columns(columns) for m in self.members])
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        raise CompileError("model", "EnsembleModel", "an ensemble has one encoding per member")
+
+    def encode_columns(self, columns: Mapping[str, Column]) -> np.ndarray:
+        raise CompileError("model", "EnsembleModel", "an ensemble has one encoding per member")
+
+    def _average(self, outputs: list[np.ndarray]) -> np.ndarray:
+        total = outputs[0] * self.weights[0]
+        for out, weight in zip(outputs[1:], self.weights[1:], strict=True):
+            total += out * weight
+        return total
+
+
 def compile_predictor(model: Pipeline, schema: DataSchema, *, task: Task,
                       num_threads: int = 1) -> CompiledPredictor:
     """Compile a fitted ``Pipeline([("features", ColumnTransformer), ("model", estimator)])``.
+
+    A fitted ensemble (an estimator with ``members_``, such pipelines, and ``weights_``)
+    compiles to a ``CompiledEnsemble`` of its compiled members.
 
     Args:
         model: The fitted pipeline as training registers it.
@@ -150,6 +190,13 @@ def compile_predictor(model: Pipeline, schema: DataSchema, *, task: Task,
         CompileError: If a step cannot be reproduced exactly; the message names it. Serve
             through ``model`` itself then.
     """
+    members, weights = getattr(model, "members_", None), getattr(model, "weights_", None)
+    if members is not None and weights is not None:
+        compiled = [compile_predictor(m, schema, task=task, num_threads=num_threads)
+                    for m in members]
+        read = {c for m in compiled for c in m.feature_columns}
+        return CompiledEnsemble(compiled, [float(w) for w in weights], task=task,
+                                feature_columns=[c for c in schema.feature_columns if c in read])
     if not isinstance(model, Pipeline) or len(model.steps) < 2:
         raise CompileError("model", type(model).__name__, "expected a fitted Pipeline of a "
                            "ColumnTransformer and an estimator")

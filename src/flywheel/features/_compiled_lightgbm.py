@@ -79,8 +79,12 @@ class _SingleRow:
         weakref.finalize(self, lib.LGBM_FastConfigFree, config)
 
     @classmethod
-    def create(cls, booster: Any, params: dict[str, Any]) -> _SingleRow | None:
-        """None when this LightGBM build lacks the single-row API (batches still work)."""
+    def create(cls, booster: Any, params: dict[str, Any], *,
+               predict_type: int = _PREDICT_NORMAL) -> _SingleRow | None:
+        """None when this LightGBM build lacks the single-row API (batches still work).
+
+        ``predict_type`` 3 (``C_API_PREDICT_CONTRIB``) gives the tree contributions instead.
+        """
         from lightgbm import basic
 
         # LightGBM binds its C library only privately; the single-row C API has no Python
@@ -94,12 +98,14 @@ class _SingleRow:
         iterations = booster.best_iteration if booster.best_iteration > 0 else -1
         config = ctypes.c_void_p()
         status = lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-            booster._handle, ctypes.c_int(_PREDICT_NORMAL), ctypes.c_int(0),
+            booster._handle, ctypes.c_int(predict_type), ctypes.c_int(0),
             ctypes.c_int(iterations), ctypes.c_int(_FLOAT64), ctypes.c_int32(features),
             basic._c_str(basic._param_dict_to_str(params)), ctypes.byref(config))
         if status != 0:
             return None
         outputs = booster.num_model_per_iteration()
+        if predict_type != _PREDICT_NORMAL:  # one value per feature and the bias, per class
+            outputs *= features + 1
         return cls(lib, config, features, outputs)
 
     def __call__(self, row: np.ndarray) -> np.ndarray:

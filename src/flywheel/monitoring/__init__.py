@@ -24,6 +24,7 @@ from flywheel.monitoring._cbpe import (
     estimate_performance,
     fit_calibrator,
 )
+from flywheel.monitoring._contributions import ContributionShift, Explain, contribution_shift
 from flywheel.monitoring._drift import ColumnDrift, DriftReport, detect_drift
 from flywheel.monitoring._monitor import MonitoredVersion, metric_name, monitor_window
 from flywheel.monitoring._multivariate import DomainClassifierResult, domain_classifier
@@ -65,8 +66,10 @@ __all__ = [
     "CategoricalReference",
     "ColumnDrift",
     "ColumnQuality",
+    "ContributionShift",
     "DomainClassifierResult",
     "DriftReport",
+    "Explain",
     "FileSink",
     "LogSink",
     "MonitorResult",
@@ -83,6 +86,7 @@ __all__ = [
     "build_reference",
     "check_quality",
     "check_rule_names",
+    "contribution_shift",
     "create_sink",
     "detect_drift",
     "domain_classifier",

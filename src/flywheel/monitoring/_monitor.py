@@ -19,8 +19,10 @@ import pandas as pd
 
 from flywheel.core.spec import MonitoringSpec, ValidationSpec
 from flywheel.data import DataSchema
+from flywheel.evaluation import DEFAULT_METRIC, Slice, task_metrics, worst_slices
 from flywheel.monitoring._alert import Alert
 from flywheel.monitoring._cbpe import CBPE_ASSUMPTION, Calibrator, estimate_performance
+from flywheel.monitoring._contributions import ContributionShift, Explain, contribution_shift
 from flywheel.monitoring._drift import DriftReport, detect_drift
 from flywheel.monitoring._multivariate import DomainClassifierResult, domain_classifier
 from flywheel.monitoring._operational import operational_metrics
@@ -34,6 +36,7 @@ from flywheel.monitoring._window import Window
 __all__ = ["MonitoredVersion", "monitor_window"]
 
 _MIN_LABELS = 20
+_CONTRIBUTION_ROWS = 2_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,8 @@ class MonitoredVersion:
     calibrator: Calibrator | None = None
     holdout: Mapping[str, float] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    explain: Explain | None = None
+    """Global importance from the exact contributions on a frame (None: not explainable)."""
 
 
 def monitor_window(window: Window, version: MonitoredVersion, spec: MonitoringSpec, *,
@@ -90,11 +95,17 @@ def monitor_window(window: Window, version: MonitoredVersion, spec: MonitoringSp
     if enough:
         performance = _section(notes, "performance", lambda: _performance(
             window, version, spec, seed, notes))
+    contributions = None
+    if enough and version.explain is not None:
+        contributions = _section(notes, "contribution shift", lambda: _contribution_shift(
+            version, frame, seed))
     operational = operational_metrics(window.log) if window.log is not None else {}
     info = WindowInfo(source=window.source, rows=rows, start=window.start, end=window.end,
                       excluded=dict(window.excluded), sampled=sampled)
     metrics = _metrics(info, drift, multivariate, quality, performance, operational)
     metrics.update(window.metrics)
+    if contributions is not None:
+        metrics["contribution_shift"] = contributions.distance
     outcomes = evaluate_rules(spec.alerts.rules, metrics)
     alerts = tuple(Alert.from_outcome(o, model=version.model, version=version.version,
                                       window=info.description) for o in outcomes if o.fired)
@@ -103,7 +114,25 @@ def monitor_window(window: Window, version: MonitoredVersion, spec: MonitoringSp
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), window=info,
         metrics=metrics, drift=drift, multivariate=multivariate, quality=quality,
         performance=performance, operational=operational, rules=tuple(outcomes),
-        alerts=alerts, notes=tuple(dict.fromkeys(notes)), reference=version.reference.source)
+        alerts=alerts, notes=tuple(dict.fromkeys(notes)), reference=version.reference.source,
+        contributions=contributions)
+
+
+def _contribution_shift(version: MonitoredVersion, frame: pd.DataFrame, seed: int
+                        ) -> ContributionShift | None:
+    """The shift of the model's contribution shares from the reference rows to the window's,
+    each side on at most ``_CONTRIBUTION_ROWS`` rows drawn with the run's seed: the shares are
+    means, which that many rows estimate closely, and exact tree contributions of a whole
+    reference sample took most of a `flywheel monitor` run."""
+    sample = version.reference.sample
+    if version.explain is None or sample is None or len(sample) == 0:
+        return None
+    sample, _ = _sample(sample, _CONTRIBUTION_ROWS, seed)
+    frame, _ = _sample(frame, _CONTRIBUTION_ROWS, seed + 1)
+    reference, current = version.explain(sample), version.explain(frame)
+    if reference is None or current is None:
+        return None
+    return contribution_shift(reference, current)
 
 
 def _model_schema(version: MonitoredVersion) -> DataSchema:
@@ -173,6 +202,7 @@ def _performance(window: Window, version: MonitoredVersion, spec: MonitoringSpec
             assumption = CBPE_ASSUMPTION
     measured = {}
     labelled = 0
+    slices: tuple[Slice, ...] = ()
     if version.target in window.frame.columns:
         labels = window.frame[version.target]
         has = usable & labels.notna().to_numpy()
@@ -185,11 +215,25 @@ def _performance(window: Window, version: MonitoredVersion, spec: MonitoringSpec
             measured = measure_performance(version.task, y, prediction[has],  # type: ignore[arg-type]
                                            confidence=spec.confidence,
                                            resamples=spec.bootstrap, seed=seed)
+            slices = _slices(window, version, has, y, prediction[has], seed, notes)
         elif labelled:
             notes.append(f"only {labelled} labelled row(s) (fewer than {_MIN_LABELS}): "
                          "no measured performance")
     return PerformanceReport(version.task, int(usable.sum()), labelled, measured, estimated,
-                             dict(version.holdout), assumption)
+                             dict(version.holdout), assumption, slices)
+
+
+def _slices(window: Window, version: MonitoredVersion, has: np.ndarray, y: np.ndarray,
+            prediction: np.ndarray, seed: int, notes: list[str]) -> tuple[Slice, ...]:
+    """The labelled rows' worst slices by the version's first holdout metric (the task's
+    default metric when none is recorded)."""
+    known = task_metrics(version.task)  # type: ignore[arg-type]
+    metric = next((m for m in version.holdout if m in known), DEFAULT_METRIC[version.task])
+    columns = [c for c in version.features if c in window.frame.columns]
+    found = _section(notes, "error analysis", lambda: worst_slices(
+        version.task, metric, window.frame.loc[has, columns], y,  # type: ignore[arg-type]
+        prediction, seed=seed))
+    return tuple(found or ())
 
 
 def _metrics(info: WindowInfo, drift: DriftReport | None,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from flywheel.core.spec import Task
-from flywheel.evaluation import MetricInterval, bootstrap_metric, task_metrics
+from flywheel.evaluation import MetricInterval, Slice, bootstrap_metric, task_metrics
 
 __all__ = ["PerformanceReport", "encode_labels", "measure_performance"]
 
@@ -38,6 +38,8 @@ class PerformanceReport:
     estimated: Mapping[str, float]
     reference: Mapping[str, float]
     assumption: str | None = None
+    slices: tuple[Slice, ...] = ()
+    """Where the measured metric is worst on the labelled rows (error analysis)."""
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {"labelled_rows": float(self.labelled_rows),
@@ -61,7 +63,7 @@ class PerformanceReport:
         return {"task": self.task, "rows": self.rows, "labelled_rows": self.labelled_rows,
                 "measured": {n: dataclasses.asdict(ci) for n, ci in self.measured.items()},
                 "estimated": dict(self.estimated), "reference": dict(self.reference),
-                "assumption": self.assumption}
+                "assumption": self.assumption, "slices": [s.to_dict() for s in self.slices]}
 
 
 def encode_labels(labels: pd.Series, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,8 @@ def render_report(result: MonitorResult, history: Sequence[Mapping[str, Any]] = 
                      "predictions are never shown to users; failed calls count for the error "
                      "rate; other versions' rows count for input drift and quality only).</p>")
     parts += _drift(result) + _multivariate(result) + _quality(result) + _performance(result)
-    parts += _operational(result) + _rules(result) + _history(history, result)
+    parts += _contributions(result) + _operational(result) + _rules(result)
+    parts += _history(history, result)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -169,7 +170,30 @@ def _performance(result: MonitorResult) -> list[str]:
                            "holdout at training"], rows))
     else:
         out.append("<p class='note'>No labels and no estimate for this window.</p>")
+    if p.slices:
+        first = p.slices[0]
+        out.append(f"<h3>Where the model is worst</h3><p>Slices of the labelled rows "
+                   f"(category values, quantile ranges, missing values; at least 30 rows) "
+                   f"where the metric is worse than on all "
+                   f"rows ({first.overall:.4f}), with {level:.0%} bootstrap intervals.</p>")
+        out.append(_table(["slice", "rows", "metric", f"{level:.0%} CI"],
+                          [[s.condition, f"{s.rows:,}", f"{s.value:.4f}",
+                            f"[{s.low:.4f}, {s.high:.4f}]"] for s in p.slices]))
     return out
+
+
+def _contributions(result: MonitorResult) -> list[str]:
+    shift = result.contributions
+    if shift is None:
+        return []
+    return ["<h2>Contributions</h2>",
+            f"<p>Share of the mean absolute contribution to the raw score per column (exact "
+            f"per-row contributions, as POST /explain returns them), on the reference sample "
+            f"and on this window; total variation distance "
+            f"<b>{shift.distance:.3f}</b> (metric <code>contribution_shift</code>).</p>",
+            _table(["column", "reference share", "current share", "change"],
+                   [[c, f"{r:.1%}", f"{w:.1%}", f"{w - r:+.1%}"]
+                    for c, r, w in shift.rows()[:15]])]
 
 
 def _operational(result: MonitorResult) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flywheel.monitoring._alert import Alert
+from flywheel.monitoring._contributions import ContributionShift
 from flywheel.monitoring._drift import DriftReport
 from flywheel.monitoring._multivariate import DomainClassifierResult
 from flywheel.monitoring._performance import PerformanceReport
@@ -73,6 +74,8 @@ class MonitorResult:
     reference: str = "training data"
     report_path: str | None = None
     mlflow_run_id: str | None = None
+    contributions: ContributionShift | None = None
+    """How the model's contribution shares moved from the reference to the window."""
 
     @property
     def complete(self) -> bool:
@@ -117,6 +120,8 @@ class MonitorResult:
                        for a in self.alerts],
             "notes": list(self.notes), "report": self.report_path,
             "mlflow_run_id": self.mlflow_run_id,
+            "contributions": None if self.contributions is None
+            else self.contributions.to_dict(),
         })
         return cleaned
 

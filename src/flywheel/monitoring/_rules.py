@@ -29,7 +29,7 @@ _BASE = {
     "schema_violations", "labelled_rows", "label_coverage", "unknown_label_ids",
     "estimated_accuracy", "estimated_roc_auc", "estimated_accuracy_drop",
     "estimated_roc_auc_drop", "requests", "errors", "error_rate", "p50_ms", "p99_ms",
-    "throughput_rps", "span_seconds",
+    "throughput_rps", "span_seconds", "contribution_shift",
 }
 _TASK = {name for task in ("binary", "regression") for name in task_metrics(task)}
 METRIC_NAMES = frozenset(_BASE | {f"{m}{s}" for m in _TASK for s in ("", "_low", "_high",

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Self
 
 import pandas as pd
 
+from flywheel.coordination import create_coordinator
 from flywheel.core.spec import SPEC_FILE, ProjectSpec, load_spec
 from flywheel.core.workspace import Workspace
 from flywheel.data import DataSchema, load_schema, load_table
+from flywheel.featurestore import join_spine
 from flywheel.pipelines._lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ class ProjectContext:
 
     def __init__(self, spec: ProjectSpec, *, schema: DataSchema | None = None) -> None:
         self._spec = spec
-        self._workspace = Workspace(spec.root)
+        self._workspace = Workspace(spec.root, coordinator=create_coordinator(spec))
         self._schema = schema
         self._registry: MlflowRegistry | None = None
         self._registry_lock = threading.Lock()
@@ -84,8 +86,12 @@ class ProjectContext:
             return self._registry
 
     def load_data(self, path: str | Path | None = None) -> pd.DataFrame:
-        """Read ``path``, or the spec's training data when omitted."""
+        """Read ``path``, or the spec's training data when omitted; with ``data.spine``, a
+        spine gets its feature views joined as of each row's event time."""
         target = Path(path) if path is not None else self._spec.data_path
         data = self._spec.data
-        return load_table(target, fmt=data.format if path is None else "auto",
-                          encoding=data.encoding, delimiter=data.delimiter)
+        frame = load_table(target, fmt=data.format if path is None else "auto",
+                           encoding=data.encoding, delimiter=data.delimiter)
+        if data.spine is not None:
+            frame = join_spine(self._spec, self._workspace, frame)
+        return frame

@@ -33,7 +33,7 @@ from flywheel.evaluation import (
     predict_scores,
     run_gates,
 )
-from flywheel.features import CompiledPredictor
+from flywheel.features import CompiledPredictor, OnnxPredictor, contribution_importance
 from flywheel.registry import CHAMPION, MlflowRegistry, ModelVersionInfo
 
 __all__ = ["GATES_ARTIFACT", "TRAIN_ROWS_ARTIFACT", "gate_candidate", "log_model_card",
@@ -61,7 +61,7 @@ def gate_candidate(*, spec: ProjectSpec, schema: DataSchema, registry: MlflowReg
                    y_holdout: np.ndarray, prediction: np.ndarray, metric: str,
                    holdout_metrics: Mapping[str, float], cv_metrics: Mapping[str, float],
                    classes: tuple[str, ...], target_range: tuple[float, float] | None,
-                   compiled: CompiledPredictor | None = None,
+                   compiled: CompiledPredictor | OnnxPredictor | None = None,
                    on_gate: Callable[[str], None] | None = None,
                    version: str | None = None) -> GateReport:
     """Run the spec's gates on a freshly trained model, against the current champion.
@@ -89,12 +89,13 @@ def gate_candidate(*, spec: ProjectSpec, schema: DataSchema, registry: MlflowReg
     return run_gates(spec.gates, inputs, on_gate=on_gate)
 
 
-def _fast_path(compiled: CompiledPredictor | None) -> FastPath | None:
+def _fast_path(compiled: CompiledPredictor | OnnxPredictor | None) -> FastPath | None:
     """What a server answers with instead of the pipeline, if anything."""
     if compiled is None:
         return None
     return FastPath(
-        "compiled", predict_record=lambda record: compiled.predict_records([record]),
+        "onnx" if compiled.kind == "onnx" else "compiled",
+        predict_record=lambda record: compiled.predict_records([record]),
         predict_frame=lambda frame: compiled.predict_columns(
             {c: frame[c] for c in frame.columns}))
 
@@ -175,7 +176,8 @@ def log_model_card(*, registry: MlflowRegistry, run_id: str, version: ModelVersi
         model_name=version.name, version=version.version, task=spec.target.task,
         metric=metric, model=model, holdout=holdout, y=y, prediction=prediction,
         cv_metrics=cv_metrics, gates=gates, facts=facts, data=data, classes=classes,
-        seed=spec.training.search.seed))
+        seed=spec.training.search.seed,
+        contributions=contribution_importance(model, holdout, task=spec.target.task)))
     with tempfile.TemporaryDirectory() as tmp:
         card.write(tmp)
         registry.log_artifact_folder(run_id, tmp, CARD_FOLDER)

@@ -18,15 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flywheel.core.errors import FlywheelError, MonitoringError, RegistryError
 from flywheel.core.spec import parse_config
 from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema, ReferenceProfile
 from flywheel.evaluation import predict_scores
+from flywheel.features import contribution_importance
 from flywheel.monitoring import (
     AlertDispatcher,
     Calibrator,
+    Explain,
     MonitoredVersion,
     MonitoringReference,
     Window,
@@ -35,6 +39,7 @@ from flywheel.monitoring import (
     window_from_log,
 )
 from flywheel.pipelines._monitoring_reference import CALIBRATION_ARTIFACT, REFERENCE_ARTIFACT
+from flywheel.pipelines._predlog import LogWindows
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["MonitorCache", "WindowRequest", "load_version", "read_window"]
 
 log = logging.getLogger("flywheel.monitoring")
+_LABEL_LOOKBACK = dt.timedelta(hours=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,8 @@ class WindowRequest:
     last: int | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    log: LogWindows | None = dataclasses.field(default=None, compare=False)
+    """The windows a caller's tick reads already (the loop's), to share; default: read."""
 
 
 @dataclasses.dataclass
@@ -112,7 +120,21 @@ def load_version(project: ProjectContext, registry: Registry, info: ModelVersion
     return MonitoredVersion(
         model=registry.model_name, version=info.version, task=task, target=schema.target,
         features=features, classes=classes, schema=schema, reference=reference,
-        calibrator=calibrator, holdout=holdout, notes=tuple(notes))
+        calibrator=calibrator, holdout=holdout, notes=tuple(notes),
+        explain=_explain(registry, info.version, project.spec.training.allow_pickle, task))
+
+
+def _explain(registry: Registry, version: str, allow_pickle: bool, task: Any) -> Explain:
+    """Global importance from the version's exact contributions on a frame; the model is
+    loaded on the first call (a run without enough rows never loads it)."""
+    loaded: list[Any] = []
+
+    def explain(frame: pd.DataFrame) -> dict[str, float] | None:
+        if not loaded:
+            loaded.append(registry.load_model(version, allow_pickle=allow_pickle))
+        return contribution_importance(loaded[0], frame, task=task)
+
+    return explain
 
 
 def read_window(project: ProjectContext, registry: Registry, info: ModelVersionInfo,
@@ -120,17 +142,15 @@ def read_window(project: ProjectContext, registry: Registry, info: ModelVersionI
                  cache: MonitorCache) -> Window:
     if request.data is not None:
         return _window_from_data(project, registry, info, version, request, cache)
-    from flywheel.predlog import read_feedback, read_predictions
-
-    folder = project.workspace.predictions
+    windows = request.log or LogWindows(project)
     last = request.last
     if last is None and request.since is None and request.until is None:
         last = project.spec.monitoring.window_rows
     where = _describe(request, last)
     with _captured("flywheel.predlog") as problems:
         try:
-            log_rows = read_predictions(folder, since=request.since, until=request.until,
-                                        last=last, with_labels=True)
+            log_rows = windows.read(since=request.since, until=request.until, last=last,
+                                    with_labels=True)
         except Exception as exc:  # noqa: BLE001 - an unreadable log is a partial report
             problems.append(f"the prediction log could not be read ({type(exc).__name__}: "
                             f"{exc})")
@@ -141,11 +161,12 @@ def read_window(project: ProjectContext, registry: Registry, info: ModelVersionI
     window = window_from_log(log_rows, features=version.features, target=version.target,
                              task=version.task, classes=version.classes,
                              version=version.version, source=where, notes=notes)
-    unknown = _unknown_label_ids(folder, read_feedback, read_predictions)
+    unknown = _unknown_label_ids(windows, log_rows)
     if unknown:
         window = dataclasses.replace(window, notes=(*window.notes, (
-            f"{unknown} label(s) from /feedback name request ids the prediction log does not "
-            "have (unknown or not yet flushed); they are ignored")),
+            f"{unknown} label(s) received since the window began name request ids the "
+            "prediction log does not have from an hour before it on (unknown, older or not "
+            "yet flushed); they are ignored")),
             metrics={**window.metrics, "unknown_label_ids": float(unknown)})
     return window
 
@@ -184,13 +205,26 @@ def _window_from_data(project: ProjectContext, registry: Registry, info: ModelVe
     return dataclasses.replace(window, notes=(*window.notes, *notes))
 
 
-def _unknown_label_ids(folder: Path, read_feedback: Any, read_predictions: Any) -> int:
+def _unknown_label_ids(windows: LogWindows, rows: pd.DataFrame) -> int:
+    """Labels received since the window began whose request ids no prediction from an hour
+    before it on has (bounded: the window's span, request ids only)."""
+    from flywheel.predlog import read_feedback
+
+    if len(rows) == 0 or "ts" not in rows:
+        return 0
+    start = pd.Timestamp(rows["ts"].min()).to_pydatetime()
     try:
-        feedback = read_feedback(folder)
+        feedback = read_feedback(windows.location, since=start, spool=windows.spool)
         if len(feedback) == 0:
             return 0
-        known = read_predictions(folder, with_labels=False)["request_id"]
-        return int((~feedback["request_id"].isin(known)).sum())
+        known = windows.read(since=start - _LABEL_LOOKBACK, with_labels=False,
+                             columns=("request_id",))["request_id"]
+        # Arrow's hash lookup over the window's few labels: pandas' isin on an hour of
+        # arrow-backed ids took seconds.
+        labelled = pc.unique(pa.array(feedback["request_id"].astype(str), pa.string()))
+        ids = pa.array(known.astype(str), pa.string())
+        present = pc.unique(ids.filter(pc.is_in(ids, value_set=labelled)))
+        return len(labelled) - len(present)
     except Exception:  # noqa: BLE001 - counting stray labels must not fail a run
         log.warning("could not check feedback request ids", exc_info=True)
         return 0

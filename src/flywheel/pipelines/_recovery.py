@@ -15,7 +15,8 @@ workspace ``registry`` lock:
   but no alias, no audit entry, no card) is finished: the alias rules are applied, the moves
   recorded, and the version tagged ``flywheel.recovered`` saying what it lacks.
 
-The common case (no pending intent) only reads the audit log, a local file.
+The common case (no pending intent) only reads the audit log (a local file, or one query of
+the shared coordination database).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Literal
 
-from flywheel.registry import CHALLENGER, CHAMPION, AuditEntry, AuditHistory, AuditLog
+from flywheel.registry import (
+    CHALLENGER,
+    CHAMPION,
+    AuditEntry,
+    AuditHistory,
+    AuditLog,
+    audit_log_for,
+)
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
@@ -68,7 +76,7 @@ def recover_changes(project: ProjectContext, registry: Registry | None = None, *
         WorkspaceBusyError: If another change holds the registry lock too long.
         RegistryError: If the registry cannot be read or written.
     """
-    log = AuditLog(project.workspace.audit_log)
+    log = audit_log_for(project.workspace)
     if not log.read().pending:
         return []
     registry = registry or project.registry()

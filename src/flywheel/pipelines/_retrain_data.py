@@ -17,12 +17,14 @@ import pandas as pd
 
 from flywheel.core.workspace import atomic_write_bytes
 from flywheel.monitoring import encode_labels
+from flywheel.pipelines._predlog import log_location, spool_folder
 from flywheel.predlog import INPUT_PREFIX, read_predictions
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
 
-__all__ = ["RetrainingData", "as_training_types", "labelled_traffic", "retraining_frame"]
+__all__ = ["RetrainingData", "as_training_types", "labelled_traffic", "retraining_frame",
+           "traffic_window"]
 
 
 class RetrainingData:
@@ -47,9 +49,40 @@ class RetrainingData:
                 "unmatched_labels": self.unmatched_labels}
 
 
-def labelled_traffic(project: ProjectContext, log: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Answered, labelled production rows (no shadow copies), oldest first."""
-    frame = log if log is not None else read_predictions(project.workspace.predictions)
+def labelled_traffic(project: ProjectContext, log: pd.DataFrame | None = None, *,
+                     now: dt.datetime | None = None) -> pd.DataFrame:
+    """Answered, labelled production rows (no shadow copies), oldest first.
+
+    Without ``log``, reads only the window the retraining settings need
+    (``traffic_window``), not the whole log.
+    """
+    frame = log if log is not None else traffic_window(project, now or dt.datetime.now(dt.UTC))
+    return _labelled(frame)
+
+
+def traffic_window(project: ProjectContext, now: dt.datetime) -> pd.DataFrame:
+    """The prediction log's rows a retraining at ``now`` can use, labels joined.
+
+    ``retraining.data_days`` bounds the window by the time rows were logged (the event-time
+    cut follows in ``retraining_frame``; a row is logged after its event, so none is lost);
+    ``retraining.data_rows`` reads the newest rows only, more of them (four times as many
+    each time) until they hold that many labelled rows or the window is exhausted. With both
+    unset every row is needed, and the whole log is read.
+    """
+    spec = project.spec.retraining
+    location, spool = log_location(project), spool_folder(project)
+    since = None if spec.data_days is None else now - dt.timedelta(days=spec.data_days)
+    if spec.data_rows is None:
+        return read_predictions(location, since=since, spool=spool)
+    last = spec.data_rows * 2
+    while True:
+        frame = read_predictions(location, since=since, last=last, spool=spool)
+        if len(frame) < last or len(_labelled(frame)) >= spec.data_rows:
+            return frame
+        last *= 4
+
+
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "label" not in frame:
         return frame.iloc[0:0]
     keep = frame["label"].notna() & frame["error"].isna() & (frame["arm"] != "shadow")
@@ -66,7 +99,7 @@ def retraining_frame(project: ProjectContext, original: pd.DataFrame, classes: t
             target values; empty for regression.
     """
     spec, schema = project.spec.retraining, project.schema
-    traffic = labelled_traffic(project, log)
+    traffic = labelled_traffic(project, log, now=now)
     if spec.data_days is not None and not traffic.empty:
         start = pd.Timestamp(now - dt.timedelta(days=spec.data_days))
         traffic = traffic[traffic["event_ts"] >= start]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from flywheel.core.errors import FlywheelError, RolloutError
 from flywheel.pipelines._monitoring_reference import REFERENCE_ARTIFACT
+from flywheel.pipelines._predlog import log_location
 from flywheel.predlog import INPUT_PREFIX
 from flywheel.rollout import BINARY_METRICS, HealthCheck, outcome_values, plan_sample_size
 from flywheel.serving import ModelStore, read_predictions
@@ -88,7 +89,7 @@ def _champion_outcomes(project: ProjectContext, policy: Any, version: str,
                        frame: pd.DataFrame | None) -> np.ndarray:
     if frame is None:
         since = dt.datetime.now(dt.UTC) - _PLAN_WINDOW
-        frame = read_predictions(project.workspace.predictions, since=since)
+        frame = read_predictions(log_location(project), since=since)
     if frame.empty or "label" not in frame:
         return np.empty(0)
     rows = frame[(frame["model_version"] == version)]
@@ -152,7 +153,7 @@ def warm_up(project: ProjectContext, registry: Registry, version: str, *, rows: 
 
 def sample_records(project: ProjectContext, features: list[str], rows: int) -> list[dict[str, Any]]:
     """Recent inputs from the prediction log, else the first rows of the training data."""
-    frame = read_predictions(project.workspace.predictions, last=rows, with_labels=False)
+    frame = read_predictions(log_location(project), last=rows, with_labels=False)
     columns = [INPUT_PREFIX + f for f in features]
     if len(frame) and all(c in frame for c in columns):
         table = frame[columns].rename(columns=lambda c: c.removeprefix(INPUT_PREFIX))

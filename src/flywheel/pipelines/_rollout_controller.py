@@ -15,8 +15,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock, Timeout
-
+from flywheel.core.crashpoints import crash_point
 from flywheel.core.errors import (
     FlywheelError,
     GateError,
@@ -26,6 +25,7 @@ from flywheel.core.errors import (
     WorkspaceBusyError,
 )
 from flywheel.core.periodic import PeriodicThread, StoreWatcher
+from flywheel.pipelines._predlog import EVIDENCE_COLUMNS, LogWindows
 from flywheel.pipelines._rollout_checks import ab_plan, warm_up
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
@@ -36,7 +36,6 @@ from flywheel.pipelines.promote import (
     resolve_version,
     rollback,
 )
-from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
 from flywheel.rollout import BlueGreenPolicy, Decision, RolloutState, decide, gather_evidence
 
@@ -58,13 +57,16 @@ class RolloutController:
     Args:
         registry: The registry to use (default: the project's).
         lock_timeout: Seconds to wait for the workspace ``registry`` lock.
+        windows: The prediction-log windows this tick shares with others in the process
+            (the loop's); default: read afresh at each tick.
     """
 
     def __init__(self, project: ProjectContext, *, registry: Registry | None = None,
-                 lock_timeout: float = 30.0) -> None:
+                 lock_timeout: float = 30.0, windows: LogWindows | None = None) -> None:
         self.project = project
         self.registry = registry or project.registry()
         self.lock_timeout = lock_timeout
+        self.windows = windows
 
     def tick(self) -> Decision | None:
         """Look once: the decision taken (and applied), or None if no rollout is running.
@@ -81,12 +83,20 @@ class RolloutController:
             state = read_state(tags)
             if state is None or not state.running:
                 return None
-            if state.pending is not None:
-                return self._finish_pending(state)
             expected = state.challenger if state.phase == "switched" else state.champion
+            if state.pending is not None:
+                # Before or after the interrupted move; any other champion was set by hand
+                # meanwhile, and completing the old decision would undo the operator's change.
+                target = (state.pending_version or state.challenger
+                          if state.pending == "promote" else state.champion)
+                if aliases.get(CHAMPION) not in (expected, target):
+                    return self._superseded(state, aliases.get(CHAMPION))
+                return self._finish_pending(state)
             if aliases.get(CHAMPION) != expected:
                 return self._superseded(state, aliases.get(CHAMPION))
-            frame = read_predictions(self.project.workspace.predictions, since=state.started)
+            # The rows since the rollout began, without their inputs.
+            frame = (self.windows or LogWindows(self.project)).read(
+                since=state.started, columns=EVIDENCE_COLUMNS)
             if state.kind == "ab" and state.plan is None:
                 champion = resolve_version(self.registry, state.champion)
                 plan = ab_plan(self.project, state.policy, champion, frame)
@@ -136,6 +146,7 @@ class RolloutController:
             version = decision.version or state.challenger
             pending = write_state(self.registry, state.model_copy(update={
                 **base, "pending": "promote", "pending_version": version}))
+            crash_point("rollout.decision_pending")
             self._promote(pending, version, action, decision.reason, evidence)
             return
         if action == "rollback" and state.phase == "switched":
@@ -166,6 +177,7 @@ class RolloutController:
                              "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}))
             self._audit(state, "rollout_stop", why, evidence)
             return
+        crash_point("rollout.alias_moved")
         if not change.changed:  # already champion (a retried decision, a blue-green bake)
             self._audit(state, f"rollout_{action}", reason, evidence)
         update: dict[str, Any] = {"pending": None, "pending_version": None}
@@ -205,7 +217,7 @@ class RolloutController:
                   f"rollout of version {state.challenger} ends")
         now = dt.datetime.now(dt.UTC)
         write_state(self.registry, state.model_copy(update={
-            "status": "stopped",
+            "status": "stopped", "pending": None, "pending_version": None,
             "decision": {"action": "stop", "reason": reason, "at": now.isoformat()}}))
         self._audit(state, "rollout_stop", reason, {"rollout": state.id, "champion": champion})
         return Decision("conclude", reason)
@@ -221,10 +233,13 @@ class RolloutController:
 class RolloutDriver:
     """Runs ``RolloutController.tick`` every ``interval`` seconds in a background thread.
 
-    Of several server workers (or replicas sharing the workspace), one drives: each tries a
-    non-blocking workspace lock ``rollout-controller`` and only its holder ticks; if that
-    process dies, the operating system frees the lock and another worker takes over at its
-    next try.
+    Of several server workers, or replicas on other hosts sharing the coordination database,
+    one drives: each holds the coordinator's ``rollout-controller`` lease only while it leads,
+    renewing it every ``coordination.renew_seconds`` in a thread of its own, and only the
+    leader ticks. Embedded, the lease is a lock file the operating system frees when its holder
+    dies; shared, a PostgreSQL row that lapses ``coordination.lease_seconds`` after the last
+    renewal of a holder killed with -9, and that a holder cut off from the database gives up at
+    once (it takes the lease again, or another replica does, when the database is back).
     """
 
     def __init__(self, project: ProjectContext, *, interval: float | None = None,
@@ -232,34 +247,64 @@ class RolloutDriver:
         self.project = project
         self.interval = interval if interval is not None else project.spec.rollout.tick_seconds
         self.controller = RolloutController(project, registry=registry, lock_timeout=5.0)
-        self.leader = False
         self.last_decision: Decision | None = None
         self._watcher = StoreWatcher(lambda: self.controller.registry.store_stamp())
         """Remembers the registry store's stamp when a tick last found no rollout running."""
         self._thread: PeriodicThread | None = None
-        self._lock = FileLock(str(project.workspace.ensure().locks / "rollout-controller.lock"))
+        self._renewer: PeriodicThread | None = None
+        coordinator = project.workspace.coordinator
+        if not coordinator.shared:
+            project.workspace.ensure()
+        self._where = coordinator.describe()
+        self._lease = coordinator.lease("rollout-controller")
+        self._led = False
+        self._holder: str | None = None
+
+    @property
+    def leader(self) -> bool:
+        """True while this process holds the controller's lease."""
+        return self._lease.held
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` shows of the controller: whether this process leads, and who does."""
+        leader = self.leader
+        return {"controller": {"leader": leader, "coordination": self._where,
+                               "holder": None if leader else self._holder}}
 
     def start(self) -> RolloutDriver:
+        self._renew()  # before serving, so that a replica says at once whether it leads
+        renew = self.project.spec.coordination.renew_seconds
+        self._renewer = PeriodicThread(self._renew, renew, name="flywheel-controller-lease",
+                                       logger=log, failure="renewing the controller's lease "
+                                       "failed; will retry").start()
         self._thread = PeriodicThread(self._drive, self.interval,
                                       name="flywheel-rollout-controller", logger=log,
                                       failure="rollout controller failed; will retry").start()
         return self
 
     def stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.stop(timeout=10)
         if self._thread is not None:
             self._thread.stop(timeout=30)
-        if self.leader:
-            self._lock.release()
-            self.leader = False
+        self._lease.step_down()
+        self._led = False
+
+    def _renew(self) -> None:
+        leads = self._lease.acquire()
+        if leads and not self._led:
+            log.info("this worker drives rollout decisions (%s)", self._where)
+            # A new leader reads afresh: the last one may have written since this one looked.
+            self._watcher = StoreWatcher(lambda: self.controller.registry.store_stamp())
+        elif self._led and not leads:
+            log.warning("this worker stopped driving rollout decisions: it lost the "
+                        "controller's lease (%s)", self._where)
+        self._led = leads
+        self._holder = None if leads else self._lease.holder()
 
     def _drive(self) -> None:
         if not self.leader:
-            try:
-                self._lock.acquire(timeout=0)
-            except Timeout:
-                return
-            self.leader = True
-            log.info("this worker drives rollout decisions")
+            return
         # Skipped while no rollout ran at the last tick and the registry was not written since.
         self._watcher.poll(self._tick)
 

@@ -86,12 +86,14 @@ def spec_hash_of(spec: ProjectSpec) -> str:
     tracking): changing a gate margin keeps the hash, and the study."""
     relevant = spec.model_dump(mode="json")
     search = relevant["training"]["search"]
-    for key in ("trials", "timeout_seconds", "parallel"):
+    for key in ("trials", "timeout_seconds", "parallel", "backend", "ray_address", "workers"):
         search.pop(key, None)
+    if relevant["training"].get("ensemble", {}).get("size", 1) == 1:
+        relevant["training"].pop("ensemble", None)  # the default keeps earlier specs' hashes
     relevant.pop("tracking", None)
     relevant.pop("gates", None)  # gates judge the model; they do not shape it
     relevant.pop("promotion", None)
-    for section in ("monitoring", "rollout", "retraining"):  # they watch or ship the model
+    for section in ("monitoring", "rollout", "retraining", "deploy"):  # watch or ship it
         relevant.pop(section, None)
     relevant.pop("name", None)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()

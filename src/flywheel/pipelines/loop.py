@@ -1,7 +1,8 @@
 """The retraining loop: triggers -> retrain -> gates -> rollout -> decide, with no human in it.
 
 Each ``tick`` does one step and persists where it is in ``.flywheel/loop/state.json`` (written
-atomically) before and after anything slow, so a loop killed at any point and restarted
+atomically; with shared coordination, a row of the coordination database) before and after
+anything slow, so a loop killed at any point and restarted
 resumes in the right state:
 
 - killed while retraining: the frozen retraining data is still on disk; if a version trained
@@ -33,12 +34,13 @@ from flywheel.core.errors import FlywheelError, WorkspaceError
 from flywheel.core.workspace import atomic_write_text
 from flywheel.data import fingerprint_frame
 from flywheel.monitoring import check_rule_names
-from flywheel.pipelines._retrain_data import labelled_traffic, retraining_frame
+from flywheel.pipelines._predlog import LogWindows, log_location
+from flywheel.pipelines._retrain_data import retraining_frame
 from flywheel.pipelines.monitor import WindowRequest, monitor_project
 from flywheel.pipelines.promote import audit_log, promote_version
 from flywheel.pipelines.rollout import RolloutController, rollout_status, start_rollout
 from flywheel.pipelines.train import train_project
-from flywheel.predlog import read_predictions
+from flywheel.predlog import count_rows, maintain_log
 
 if TYPE_CHECKING:
     from flywheel.monitoring import MonitorResult
@@ -50,6 +52,7 @@ __all__ = ["LoopState", "RetrainingLoop", "TickResult"]
 log = logging.getLogger("flywheel.loop")
 Clock = Callable[[], dt.datetime]
 _ALIAS = "loop"
+_STATE = "loop/state.json"
 
 
 @dataclasses.dataclass
@@ -66,23 +69,41 @@ class LoopState:
     last_retrain: str | None = None
     """When the last retraining started (the loop's clock): the cool-down counts from it."""
     last_check_rows: int = 0
+    """Rows counted at the last check (kept for state files of earlier versions)."""
     labels_at_last_train: int = 0
+    last_check_at: str | None = None
+    """The newest prediction's time at the last check: rows logged after it are new."""
+    labels_since: str | None = None
+    """When the last retraining was triggered (wall clock): labels received after it are new."""
     retrainings: int = 0
 
     @classmethod
-    def read(cls, path: Path) -> LoopState:
-        if not path.exists():
+    def parse(cls, text: str | None, where: str) -> LoopState:
+        """The state stored as ``text`` (None: never written, the initial state).
+
+        Raises:
+            WorkspaceError: If ``text`` is not a loop state.
+        """
+        if text is None:
             return cls()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
             return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
         except (ValueError, TypeError) as exc:
-            raise WorkspaceError(f"the loop's state file {path} is damaged ({exc}); move it "
-                                "away to start the loop afresh (the registry and audit log "
-                                "are unaffected).") from None
+            raise WorkspaceError(f"the loop's state {where} is damaged ({exc}); move it "
+                                "away (or delete it) to start the loop afresh (the registry "
+                                "and audit log are unaffected).") from None
+
+    def dump(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def read(cls, path: Path) -> LoopState:
+        """The state in the file ``path`` (an embedded project's ``.flywheel/loop/state.json``)."""
+        return cls.parse(path.read_text(encoding="utf-8") if path.exists() else None, str(path))
 
     def write(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        atomic_write_text(path, self.dump())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +137,9 @@ class RetrainingLoop:
         self.on_event = on_event
         self.folder = Path(project.workspace.root) / "loop"
         self.state_path = self.folder / "state.json"
+        """Where an embedded project keeps the state; shared coordination keeps it in the
+        coordination database (``read_state``)."""
+        self._coordinator = project.workspace.coordinator
         self.last_monitoring: MonitorResult | None = None
 
     # The loop ------------------------------------------------------------------------------
@@ -137,7 +161,7 @@ class RetrainingLoop:
 
     def tick(self) -> TickResult:
         with self.project.workspace.lock("loop", timeout=5, command="flywheel loop"):
-            state = LoopState.read(self.state_path)
+            state = self.read_state()
             if state.phase == "retraining":
                 result = self._retrain(state)
             elif state.phase == "rolling_out":
@@ -150,25 +174,31 @@ class RetrainingLoop:
     # Steps -----------------------------------------------------------------------------------
 
     def _idle(self, state: LoopState) -> TickResult:
+        self._upkeep()
+        windows = LogWindows(self.project)  # what this tick reads of the log, read once
         status = rollout_status(self.project, registry=self.registry, fresh=False)
         if status.state is not None and status.state.running:
             # A rollout started by hand: drive it, retrain only after it ends.
-            decision = RolloutController(self.project, registry=self.registry).tick()
+            decision = RolloutController(self.project, registry=self.registry,
+                                         windows=windows).tick()
             detail = decision.reason if decision else "rollout running"
             return TickResult("rollout_step", f"{status.state.kind} of version "
                               f"{status.state.challenger}: {detail}")
         spec = self.project.spec.retraining
-        frame = read_predictions(self.project.workspace.predictions)
-        rows = len(frame)
-        if rows - state.last_check_rows < spec.min_window_rows:
-            return TickResult("waiting", f"{rows - state.last_check_rows} new rows since the "
-                              f"last check; checking at {spec.min_window_rows}")
+        # Up to min_window_rows of the rows logged since the last check: bounded, however
+        # long the log.
+        fresh = windows.read(since=_after(state.last_check_at), last=spec.min_window_rows,
+                             with_labels=False, columns=("ts",))
+        rows = len(fresh)
+        if rows < spec.min_window_rows:
+            return TickResult("waiting", f"{rows} new rows since the last check; checking at "
+                              f"{spec.min_window_rows}")
         now = self.clock()
-        state.last_check_rows = rows
-        labels = len(labelled_traffic(self.project, frame))
+        state.last_check_at = fresh["ts"].max().isoformat()
+        labels = self._new_labels(state)
         cooling = self._cooling_until(state)
         if cooling is not None and now < cooling:
-            state.write(self.state_path)
+            self._save(state)
             return TickResult("waiting", f"cooling down until {cooling:%Y-%m-%d %H:%M}")
         monitored = monitor_project(self.project, WindowRequest(last=spec.window_rows),
                                     report=False)
@@ -178,12 +208,12 @@ class RetrainingLoop:
                  if rule.metric in metrics and rule.holds(float(metrics[rule.metric]))]
         if spec.schedule and self._schedule_due(state, now):
             fired.append(f"schedule {spec.schedule}")
-        if spec.new_labels and labels - state.labels_at_last_train >= spec.new_labels:
-            fired.append(f"{labels - state.labels_at_last_train} new labelled rows")
+        if spec.new_labels and labels >= spec.new_labels:
+            fired.append(f"{labels} new labelled rows")
         evidence = {k: _number(metrics[k]) for k in sorted(metrics) if _number(metrics[k])
                     is not None}
         if not fired or not spec.enabled:
-            state.write(self.state_path)
+            self._save(state)
             action = "checked" if spec.enabled else "disabled"
             return TickResult(action, "no trigger holds" if not fired else
                               f"would retrain ({'; '.join(fired)}) but retraining is disabled",
@@ -192,9 +222,10 @@ class RetrainingLoop:
         state.trigger = {"rules": fired, "at": now.isoformat(), "metrics": evidence,
                          "drifted": monitored.drift.drifted if monitored.drift else [],
                          "previous_retrain": state.last_retrain}
-        state.last_retrain, state.labels_at_last_train = now.isoformat(), labels
+        state.last_retrain, state.labels_at_last_train = now.isoformat(), 0
+        state.labels_since = dt.datetime.now(dt.UTC).isoformat()
         state.data_file = state.data_fingerprint = state.version = None
-        state.write(self.state_path)
+        self._save(state)
         self._audit("loop_trigger", f"retraining triggered: {'; '.join(fired)}", state.trigger)
         return self._retrain(state)
 
@@ -212,7 +243,7 @@ class RetrainingLoop:
                                      f"retraining needs {spec.min_labels}", data.summary())
             path = data.save(self.folder / f"retrain-{state.attempt}.parquet")
             state.data_file, state.data_fingerprint = str(path), fingerprint_frame(data.frame)
-            state.write(self.state_path)
+            self._save(state)
             self._audit("loop_data", f"retraining data frozen: {data.production_rows} "
                         f"production rows + {data.original_rows} original", data.summary())
         version = self._trained_on(state.data_fingerprint)
@@ -220,7 +251,7 @@ class RetrainingLoop:
         if version is None:
             try:
                 result = train_project(self.project, data=state.data_file, trials=spec.trials,
-                                       timeout=spec.timeout_seconds)
+                                       timeout=spec.timeout_seconds, warm_start="champion")
             except FlywheelError as exc:
                 return self._give_up(state, "retrain_failed", f"retraining failed: {exc}",
                                      {"error": type(exc).__name__})
@@ -239,7 +270,7 @@ class RetrainingLoop:
             promote_version(self.project, version.version, action="loop_promote",
                             reason="retrained by the loop; rollout: none", registry=self.registry)
             state.phase = "idle"
-            state.write(self.state_path)
+            self._save(state)
             return TickResult("promoted", f"version {version.version} promoted (rollout: none)",
                               evidence)
         try:
@@ -250,15 +281,17 @@ class RetrainingLoop:
             return self._give_up(state, "retrain_failed", f"rollout of version "
                                  f"{version.version} refused: {exc}", evidence)
         state.phase = "rolling_out"
-        state.write(self.state_path)
+        self._save(state)
         return TickResult("rollout_started", f"{spec.rollout} of version {version.version} "
                           "started", evidence)
 
     def _drive_rollout(self, state: LoopState) -> TickResult:
+        self._upkeep()
         status = rollout_status(self.project, registry=self.registry, fresh=False)
         running = status.state is not None and status.state.running
         if running:
-            decision = RolloutController(self.project, registry=self.registry).tick()
+            decision = RolloutController(self.project, registry=self.registry,
+                                         windows=LogWindows(self.project)).tick()
             status = rollout_status(self.project, registry=self.registry, fresh=False)
             if status.state is not None and status.state.running:
                 return TickResult("rollout_step", decision.reason if decision else "running",
@@ -267,7 +300,7 @@ class RetrainingLoop:
         promoted = champion == state.version
         outcome = status.state.decision if status.state is not None else None
         state.phase = "idle"
-        state.write(self.state_path)
+        self._save(state)
         action = "promoted" if promoted else "rolled_back"
         detail = (f"version {state.version} " + ("is champion" if promoted else
                   f"did not take over; version {champion} keeps serving"))
@@ -277,10 +310,48 @@ class RetrainingLoop:
 
     # Helpers -----------------------------------------------------------------------------
 
+    def read_state(self) -> LoopState:
+        """Where the loop is: ``.flywheel/loop/state.json`` embedded, the coordination
+        database's ``flywheel_state`` row when coordination is shared (so a loop restarted on
+        another host resumes where it was).
+
+        Raises:
+            WorkspaceError: If the state is damaged or its store cannot be reached.
+        """
+        where = str(self.state_path) if not self._coordinator.shared else \
+            f"{_STATE} in {self._coordinator.describe()}"
+        return LoopState.parse(self._coordinator.read_state(_STATE), where)
+
+    def _save(self, state: LoopState) -> None:
+        self._coordinator.write_state(_STATE, state.dump())
+
+    def _upkeep(self) -> None:
+        """Compact the prediction log's closed hours and apply its retention (the loop is the
+        one process per project that does; a failure is logged, the tick goes on)."""
+        try:
+            done = maintain_log(log_location(self.project),
+                                retention_days=self.project.spec.monitoring.log_retention_days)
+        except (OSError, FlywheelError) as exc:
+            log.warning("prediction log upkeep failed (%s); the next tick tries again", exc)
+            return
+        if done.compacted_files or done.expired_hours:
+            log.info("prediction log: %d files compacted into %d, %d expired hours deleted",
+                     done.compacted_files, done.compacted_hours, done.expired_hours)
+
+    def _new_labels(self, state: LoopState) -> int:
+        """Labels received since the last retraining was triggered (counted from the log's
+        footers, newest hours first, until ``retraining.new_labels``; 0 without that rule)."""
+        threshold = self.project.spec.retraining.new_labels
+        if not threshold:
+            return 0
+        since = dt.datetime.fromisoformat(state.labels_since) if state.labels_since else None
+        return count_rows(log_location(self.project), kind="feedback", since=since,
+                          at_most=threshold)
+
     def _give_up(self, state: LoopState, action: str, detail: str,
                  evidence: dict[str, Any]) -> TickResult:
         state.phase = "idle"
-        state.write(self.state_path)
+        self._save(state)
         self._audit(f"loop_{action}", detail, evidence)
         return TickResult(action, detail, evidence)
 
@@ -328,3 +399,10 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if number != number or pd.isna(number) else number
+
+
+def _after(stamp: str | None) -> dt.datetime | None:
+    """Just after the time ``stamp`` (ISO), so a window from it leaves that row out."""
+    if stamp is None:
+        return None
+    return dt.datetime.fromisoformat(stamp) + dt.timedelta(microseconds=1)

@@ -128,6 +128,8 @@ def _monitor(project: ProjectContext, window: WindowRequest, version: str | None
         except RegistryError as exc:
             extra.append(f"metrics not logged to MLflow: {exc}")
     _append_history(history_path, result)
+    # The dashboard's drift per column: the last run as `flywheel monitor --json` prints it.
+    atomic_write_text(history_path.with_name("last.json"), result.to_json())
     if extra:
         result = dataclasses.replace(result, notes=(*result.notes, *extra))
     if report is not False:

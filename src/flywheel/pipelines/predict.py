@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.core.errors import DataError
-from flywheel.core.workspace import atomic_write_bytes
 from flywheel.data import detect_format, load_table
-from flywheel.evaluation import predict_scores
 from flywheel.pipelines._context import ProjectContext
+from flywheel.pipelines._predict_ray import predict_with_ray, resolve_inputs
+from flywheel.pipelines._scoring import CHUNK_ROWS, ScoresFile, load_scorer
 
-CHUNK_ROWS = 50_000
+__all__ = ["CHUNK_ROWS", "check_paths", "count_rows", "predict_file", "predict_with_ray",
+           "resolve_inputs"]
 
 
 def check_paths(source: Path, output: Path) -> int | None:
@@ -70,59 +68,40 @@ def predict_file(project: ProjectContext, source: str | Path, output: str | Path
     """
     source, output = Path(source), Path(output)
     check_paths(source, output)
-    out_format = detect_format(output)
-    registry = project.registry()
-    info = registry.version_info(model)
-    pipeline = registry.load_model(info.version, allow_pickle=project.spec.training.allow_pickle)
-    features = list(pipeline[0].feature_names_in_) if hasattr(pipeline[0], "feature_names_in_") \
-        else project.schema.feature_columns
-    classes = json.loads(info.tags.get("flywheel.classes", "[]"))
-    task = info.tags.get("flywheel.task", "")  # no tag: a classifier, as before tags existed
-    regression = task == "regression"
-    parts: list[pd.DataFrame] = []
-    rows = 0
-    for chunk in _chunks(source, chunk_rows, project.spec.data.encoding,
-                         project.spec.data.delimiter):
-        missing = [c for c in features if c not in chunk.columns]
-        if missing:
-            raise DataError(f"lacks the model's feature column(s) {missing}; the model was "
-                            "trained on: " + ", ".join(features), path=source)
-        scored = chunk.copy()
-        scores = predict_scores(pipeline, chunk[features], task)
-        if regression:
-            scored["prediction"] = scores
-        else:
-            proba = scores
-            scored["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-            for k, label in enumerate(classes):
-                scored[f"proba_{label}"] = proba[:, k]
-        parts.append(scored)
-        rows += len(chunk)
-        if on_chunk is not None:
-            on_chunk(len(chunk))
-    if rows == 0:
-        raise DataError("has no rows to score (only a header, or an empty table); nothing was "
-                        f"written to {output}. Score a file with at least one data row.",
-                        path=source)
-    result = pd.concat(parts, ignore_index=True)
-    _write(result, output, out_format)
-    return {"rows": rows, "version": info.version, "output": str(output)}
+    scorer, info = load_scorer(project, model)
+    with ScoresFile(output, detect_format(output)) as sink:
+        for chunk in _chunks(source, chunk_rows, project.spec.data.encoding,
+                             project.spec.data.delimiter):
+            scorer.check_columns(chunk.column_names, str(source))
+            sink.write(scorer(chunk))
+            if on_chunk is not None:
+                on_chunk(chunk.num_rows)
+        if sink.rows == 0:
+            raise DataError("has no rows to score (only a header, or an empty table); nothing "
+                            f"was written to {output}. Score a file with at least one data "
+                            "row.", path=source)
+    return {"rows": sink.rows, "version": info.version, "output": str(output),
+            "form": scorer.form}
 
 
 def _chunks(path: Path, chunk_rows: int, encoding: str,
-            delimiter: str | None) -> Iterator[pd.DataFrame]:
+            delimiter: str | None) -> Iterator[pa.Table]:
     if detect_format(path) == "parquet":
         try:
             handle = pq.ParquetFile(path)
             for batch in handle.iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
+                yield pa.Table.from_batches([batch])
             return
         except (pa.ArrowException, OSError) as exc:
             raise _unreadable_parquet(path, exc) from exc
     # CSV: one clear-error reader for every case
     frame = load_table(path, encoding=encoding, delimiter=delimiter)
     for start in range(0, len(frame), chunk_rows):
-        yield frame.iloc[start:start + chunk_rows]
+        try:
+            yield pa.Table.from_pandas(frame.iloc[start:start + chunk_rows], preserve_index=False)
+        except pa.ArrowException as exc:
+            raise DataError(f"has a column of mixed types ({exc}); give each column one type.",
+                            path=path) from exc
 
 
 def _unreadable_parquet(path: Path, exc: BaseException) -> DataError:
@@ -130,15 +109,3 @@ def _unreadable_parquet(path: Path, exc: BaseException) -> DataError:
     return DataError(f"cannot be read as Parquet ({first}); the file may be truncated, corrupt "
                      "or not Parquet. Re-export it, or check it with `flywheel validate`.",
                      path=path)
-
-
-def _write(frame: pd.DataFrame, output: Path, fmt: str) -> None:
-    try:
-        if fmt == "parquet":
-            sink = pa.BufferOutputStream()
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-            atomic_write_bytes(output, sink.getvalue().to_pybytes())
-        else:
-            atomic_write_bytes(output, frame.to_csv(index=False).encode("utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot be written ({exc.strerror}).", path=output) from exc

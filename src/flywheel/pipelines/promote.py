@@ -35,6 +35,7 @@ from flywheel.registry import (
     AuditEntry,
     AuditHistory,
     AuditLog,
+    audit_log_for,
 )
 
 if TYPE_CHECKING:
@@ -92,8 +93,9 @@ class GateStatus:
 
 
 def audit_log(project: ProjectContext) -> AuditLog:
-    """The project's audit log, ``.flywheel/audit.jsonl``."""
-    return AuditLog(project.workspace.audit_log)
+    """The project's audit log: ``.flywheel/audit.jsonl``, or the shared coordination
+    database's table (``registry.audit_log_for``)."""
+    return audit_log_for(project.workspace)
 
 
 def gate_status(version: ModelVersionInfo) -> GateStatus:

@@ -4,12 +4,15 @@ the feedback, the registry and the audit log.
 The deployed metric is measured on labelled production traffic, period by period (months of
 event time when the log spans months). The baseline is a version that was never retrained
 (the first one, by default), scored offline on the same labelled rows, so the two numbers
-answer one question: what did retraining buy?
+answer one question: what did retraining buy? Their difference carries a paired confidence
+interval over those same rows (DeLong's for binary ROC AUC, a paired bootstrap otherwise), and
+the summary claims a gain or a loss only when the interval excludes zero.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from flywheel.core.errors import FlywheelError
-from flywheel.evaluation import get_metric, predict_scores
+from flywheel.evaluation import compare_paired, get_metric, predict_scores
 from flywheel.monitoring import encode_labels
+from flywheel.pipelines._predlog import REPORT_DAYS, LogWindows
 from flywheel.pipelines._retrain_data import as_training_types
 from flywheel.pipelines.promote import history as audit_history
-from flywheel.predlog import INPUT_PREFIX, read_predictions
+from flywheel.predlog import INPUT_PREFIX
 
 if TYPE_CHECKING:
     from flywheel.pipelines._context import ProjectContext
@@ -74,6 +78,10 @@ class DeliveryReport:
     events: tuple[dict[str, Any], ...]
     decisions: tuple[dict[str, Any], ...]
     notes: tuple[str, ...]
+    comparison: dict[str, Any] | None = None
+    """Deployed against baseline on the same labelled rows (``gain``, positive when the
+    deployed models did better, its ``low`` and ``high`` bounds at ``confidence``, ``rows``,
+    ``method``, ``p_value``); None when it could not be computed."""
 
     @property
     def success_rate(self) -> float | None:
@@ -112,13 +120,28 @@ class DeliveryReport:
                          f"{len(done) - promoted} not")
         text = "; ".join(parts) + "."
         if self.deployed is not None and self.baseline is not None:
-            gain = self.deployed - self.baseline
-            better = "better than" if (gain > 0 if self.higher_is_better else gain < 0) \
-                else "not better than"
-            text += (f" Over the whole period the deployed models measured {self.metric} "
-                     f"{self.deployed:.4f}, {better} {self.baseline:.4f} for version "
-                     f"{self.baseline_version} never retrained.")
+            text += " " + self.verdict()
         return text
+
+    def verdict(self) -> str:
+        """Deployed against baseline; a gain or a loss is claimed only when the paired
+        interval excludes zero, otherwise it is "no measurable gain"."""
+        if self.deployed is None or self.baseline is None:
+            return ""
+        measured = (f"Over the whole period the deployed models measured {self.metric} "
+                    f"{self.deployed:.4f}")
+        base = f"{self.baseline:.4f} for version {self.baseline_version} never retrained"
+        c = self.comparison
+        if c is None:
+            return (f"{measured} against {base}; no confidence interval could be computed, "
+                    "so no gain is claimed.")
+        interval = (f"difference {c['gain']:+.4f}, {c['confidence']:.0%} CI "
+                    f"{c['low']:+.4f} to {c['high']:+.4f}, paired over {c['rows']:,} rows")
+        if c["low"] > 0:
+            return f"{measured}, better than {base} ({interval})."
+        if c["high"] < 0:
+            return f"{measured}, worse than {base} ({interval})."
+        return f"{measured}: no measurable gain over {base} ({interval})."
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -127,18 +150,22 @@ class DeliveryReport:
         return data
 
 
-def build_report(project: ProjectContext, *, baseline: str | None = None) -> DeliveryReport:
+def build_report(project: ProjectContext, *, baseline: str | None = None,
+                 since: dt.datetime | None = None) -> DeliveryReport:
     """Gather the delivery report for ``project``.
 
     Args:
         baseline: The never-retrained version to compare with (default: version 1).
+        since: The start of the traffic reported on (default: ``REPORT_DAYS`` days ago); the
+            log is read from there, not whole.
     """
     registry = project.registry()
     spec = project.spec
     metric = get_metric(spec.target.task, spec.training.metric)
     champion = registry.alias_version("champion")
     notes: list[str] = []
-    frame = read_predictions(project.workspace.predictions)
+    start = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=REPORT_DAYS)
+    frame = LogWindows(project).read(since=start)
     errors = frame["error"].notna() if not frame.empty else pd.Series(dtype=bool)
     answered = frame[~errors & (frame["arm"] != "shadow")] if not frame.empty else frame
     failed = int((errors & (frame["arm"] != "shadow")).sum()) if not frame.empty else 0
@@ -152,6 +179,7 @@ def build_report(project: ProjectContext, *, baseline: str | None = None) -> Del
                                     if versions else None)
     periods: tuple[PeriodRow, ...] = ()
     deployed = base = None
+    comparison: dict[str, Any] | None = None
     if answered.empty:
         notes.append("the prediction log is empty: nothing was served yet")
     else:
@@ -173,6 +201,9 @@ def build_report(project: ProjectContext, *, baseline: str | None = None) -> Del
         if len(labelled):
             deployed = _metric(metric, truth, served)
             base = _metric(metric, truth, offline) if offline is not None else None
+            if offline is not None and base is not None and deployed is not None:
+                comparison = _compare(spec.target.task, metric.name, truth, served, offline,
+                                      notes)
         else:
             notes.append("no labels arrived (POST /feedback): the metric cannot be measured")
     requests = answered["request_id"].str.replace(r":\d+$", "", regex=True) \
@@ -189,7 +220,7 @@ def build_report(project: ProjectContext, *, baseline: str | None = None) -> Del
         failed=failed, client_failed=client,
         p50_ms=_pct(latency, 50), p99_ms=_pct(latency, 99),
         throughput_rps=_throughput(per_request), events=events, decisions=decisions,
-        notes=tuple(notes))
+        notes=tuple(notes), comparison=comparison)
 
 
 # Gathering ---------------------------------------------------------------------------------
@@ -224,6 +255,18 @@ def _score(project: ProjectContext, version: str, labelled: pd.DataFrame) -> np.
         parts.append(predict_scores(model, rows.iloc[start:start + _SCORE_CHUNK],
                                     project.spec.target.task))
     return np.concatenate(parts)
+
+
+def _compare(task: Any, metric: str, truth: np.ndarray, served: np.ndarray,
+             offline: np.ndarray, notes: list[str]) -> dict[str, Any] | None:
+    """The deployed predictions against the baseline's on the same rows, paired."""
+    try:
+        c = compare_paired(task, metric, truth, served, offline)
+    except (ValueError, FlywheelError) as exc:
+        notes.append(f"no confidence interval for deployed against baseline: {exc}")
+        return None
+    return {"gain": c.gain, "low": c.low, "high": c.high, "confidence": c.confidence,
+            "rows": c.rows, "method": c.method, "p_value": c.p_value}
 
 
 def _period_of(times: pd.Series) -> str:

@@ -33,6 +33,7 @@ def _facts(report: DeliveryReport) -> list[tuple[str, str]]:
         ("metric", report.metric),
         ("deployed (measured, all periods)", _num(report.deployed)),
         (f"baseline: version {report.baseline_version} never retrained", _num(report.baseline)),
+        ("deployed - baseline (paired CI, same rows)", _interval(report)),
         ("predictions", f"{report.predictions:,} in {report.requests:,} requests"),
         ("latency p50 / p99 (server)", f"{_num(report.p50_ms, 2)} / {_num(report.p99_ms, 2)} ms"),
         ("throughput", "–" if report.throughput_rps is None
@@ -42,6 +43,14 @@ def _facts(report: DeliveryReport) -> list[tuple[str, str]]:
          + (f", {report.client_failed:,} at the client)" if report.client_failed is not None
             else ")")),
     ]
+
+
+def _interval(report: DeliveryReport) -> str:
+    c = report.comparison
+    if c is None:
+        return "–"
+    return (f"{c['gain']:+.4f} ({c['confidence']:.0%} CI {c['low']:+.4f} to {c['high']:+.4f}, "
+            f"{c['rows']:,} rows, {c['method']}; positive: deployed better)")
 
 
 def _event_rows(report: DeliveryReport) -> list[list[str]]:

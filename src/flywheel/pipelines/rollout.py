@@ -18,11 +18,11 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from flywheel.core.errors import RolloutError
+from flywheel.pipelines._predlog import EVIDENCE_COLUMNS, LogWindows
 from flywheel.pipelines._rollout_controller import RolloutController, RolloutDriver
 from flywheel.pipelines._rollout_start import start_rollout
 from flywheel.pipelines._rollout_state import ROLLOUT_ALIAS, read_state, write_state
 from flywheel.pipelines.promote import audit_log, recover
-from flywheel.predlog import read_predictions
 from flywheel.registry import CHAMPION
 from flywheel.rollout import (
     STATE_TAG,
@@ -116,7 +116,7 @@ def rollout_status(project: ProjectContext, *, registry: Registry | None = None,
     champion = aliases.get(CHAMPION)
     if state is None or not fresh:
         return RolloutStatus(state, champion=champion)
-    frame = read_predictions(project.workspace.predictions, since=state.started)
+    frame = LogWindows(project).read(since=state.started, columns=EVIDENCE_COLUMNS)
     evidence = gather_evidence(frame, state)
     preview = decide(state, evidence) if state.running else None
     return RolloutStatus(state, evidence, preview, champion)

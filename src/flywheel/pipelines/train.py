@@ -8,20 +8,19 @@ next `flywheel train` resumes it).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flywheel._version import __version__
-from flywheel.core.crashpoints import crash_point
 from flywheel.core.errors import ConfigError, DataValidationError
 from flywheel.core.spec import ProjectSpec
 from flywheel.data import fingerprint_frame, profile_frame, validate_frame
 from flywheel.evaluation import (
-    GateReport,
     check_gates_config,
     compute_metrics,
     get_metric,
@@ -29,8 +28,10 @@ from flywheel.evaluation import (
     predict_scores,
 )
 from flywheel.features import FEATURE_TRUSTED_TYPES
-from flywheel.pipelines._compile import compile_for_serving
+from flywheel.featurestore import pins_tag
+from flywheel.pipelines._compile import compile_for_serving, log_onnx_form
 from flywheel.pipelines._context import ProjectContext
+from flywheel.pipelines._ensemble_fit import ensemble_card_rows, refit_model
 from flywheel.pipelines._gating import (
     GATES_ARTIFACT,
     TRAIN_ROWS_ARTIFACT,
@@ -39,13 +40,17 @@ from flywheel.pipelines._gating import (
     train_rows_record,
 )
 from flywheel.pipelines._monitoring_reference import log_monitoring_reference
+from flywheel.pipelines._registration import (
+    PendingVersion,
+    hold_for_registration,
+    register_logged,
+)
 from flywheel.pipelines._too_good import too_good_warnings
 from flywheel.pipelines._train_parts import (
     balance,
     digest,
     git_commit,
     log_trial,
-    refit,
     spec_hash_of,
     target_range,
     time_order_of,
@@ -61,13 +66,8 @@ from flywheel.pipelines._train_runs import (
     registered_best,
     run_name,
 )
-from flywheel.pipelines.promote import (
-    audit_log,
-    promote_version,
-    record_alias_changes,
-    recover,
-)
-from flywheel.registry import ModelVersionInfo
+from flywheel.pipelines._warm_start import TAG_WARM_START, warm_start_from, warm_started_trial
+from flywheel.pipelines.promote import promote_version
 from flywheel.training import (
     SearchProblem,
     TrialProgress,
@@ -75,15 +75,15 @@ from flywheel.training import (
     default_n_jobs,
     encode_target,
     holdout_split,
+    ray_search_workers,
     resolve_learners,
+    run_ray_search,
     run_search,
     study_progress,
+    study_storage,
 )
 
-if TYPE_CHECKING:
-    from flywheel.registry import MlflowRegistry
-
-__all__ = ["TrainResult", "train_project", "with_overrides"]
+__all__ = ["PendingVersion", "TrainResult", "train_candidate", "train_project", "with_overrides"]
 
 
 def with_overrides(spec: ProjectSpec, *, trials: int | None = None, timeout: float | None = None,
@@ -110,8 +110,12 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
                   seed: int | None = None, until_budget: bool = False,
                   on_trial: Callable[[TrialProgress], None] | None = None,
                   on_stage: Callable[[str], None] | None = None,
-                  register_again: bool = False) -> TrainResult:
+                  register_again: bool = False, warm_start: str | None = None) -> TrainResult:
     """Train, evaluate, track and register a model for ``project``.
+
+    ``warm_start`` (a version or alias, as the loop's ``champion``) seeds a new study with
+    that version's learner and parameters as its first trial, when they fit the search space;
+    the run's ``flywheel.warm_start`` tag and the notes say what happened.
 
     ``trials``, ``timeout``, ``seed`` and ``until_budget`` override the spec's search
     settings for this run (see ``with_overrides``). When the study already holds its trials
@@ -123,6 +127,38 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
         TrainingError: If no trial completes.
         ConfigError: For an invalid learner, metric or positive class.
     """
+    result = _train(project, data=data, trials=trials, timeout=timeout, seed=seed,
+                    until_budget=until_budget, on_trial=on_trial, on_stage=on_stage,
+                    register_again=register_again, hold=False, warm_start=warm_start)
+    if not isinstance(result, TrainResult):  # only hold=True stops before registering
+        raise TypeError("training without hold returned a pending version")
+    return result
+
+
+def train_candidate(project: ProjectContext, *, data: str | Path | None = None,
+                    trials: int | None = None, seed: int | None = None,
+                    on_stage: Callable[[str], None] | None = None
+                    ) -> TrainResult | PendingVersion:
+    """Train and gate a model as `flywheel train` does, and stop before registering it.
+
+    The run holds the model, its gate report and the pending record; ``register_pending``
+    (``pipelines._registration``) registers it, in another process if need be (the train and
+    register steps of a Kubeflow pipeline). When the study already holds its trials and its
+    best model is registered, the result is that version (``TrainResult.registered`` false).
+
+    Raises:
+        DataValidationError, TrainingError, ConfigError: As ``train_project``.
+    """
+    return _train(project, data=data, trials=trials, timeout=None, seed=seed,
+                  until_budget=False, on_trial=None, on_stage=on_stage, register_again=False,
+                  hold=True)
+
+
+def _train(project: ProjectContext, *, data: str | Path | None, trials: int | None,
+           timeout: float | None, seed: int | None, until_budget: bool,
+           on_trial: Callable[[TrialProgress], None] | None,
+           on_stage: Callable[[str], None] | None, register_again: bool,
+           hold: bool, warm_start: str | None = None) -> TrainResult | PendingVersion:
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC)
     stage = on_stage or (lambda _: None)
@@ -134,7 +170,9 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
     check_gates_config(spec.gates, spec.target.task, metric.name)
     learners = {learner.name: learner for learner in resolve_learners(spec.training)}
     source = str(data) if data is not None else spec.data.path
-    with workspace.lock("train", command="flywheel train"):
+    # A Ray search's worker processes import flywheel while the data is read and checked.
+    with workspace.lock("train", command="flywheel train"), \
+            ray_search_workers(spec.training.search):
         clock.start("validation", "Reading and validating the data")
         frame = project.load_data(data)
         report = validate_frame(frame, schema, spec.validation, source=source)
@@ -163,13 +201,17 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
         study_name = f"{spec.name}-{digest(spec_hash, fingerprint, schema.model_dump_json())}"
         problem = SearchProblem(
             frame=x_search, y=y_search, folds=folds, schema=schema, spec=spec,
-            metric_name=metric.name, storage_url=f"sqlite:///{workspace.optuna_db}",
+            metric_name=metric.name, storage_url=study_storage(spec, workspace.optuna_db),
             study_name=study_name, n_jobs=default_n_jobs(spec.training.search.parallel),
         )
         clock.start("tracking", "Opening the tracking store and the study")
         registry = project.registry()
         notes = close_abandoned_runs(registry, workspace, workspace.stale_holders.get("train"))
         finished, best_trial = study_progress(problem)
+        warm_note = None
+        if warm_start is not None and not finished:
+            warm, warm_note = warm_start_from(registry, spec, warm_start)
+            problem = dataclasses.replace(problem, warm_start=warm)
         total = spec.training.search.trials
         if finished and total is not None and finished >= total and best_trial is not None \
                 and not register_again:
@@ -187,6 +229,7 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
             TAG_STUDY: study_name,
             "flywheel.classes": json.dumps(list(encoding.classes)),
             **({"flywheel.git_commit": commit} if (commit := git_commit(spec.root)) else {}),
+            **pins_tag(spec, workspace),
         }
         search_settings = spec.training.search.model_dump()
         with registry.parent_run(run_name(spec.name, started_at),
@@ -202,24 +245,40 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
                              + " and are not logged again")
             clock.start("search", f"Searching (resuming {finished} earlier trial(s))"
                         if finished else "Searching")
-            result = run_search(problem, on_trial=on_trial,
-                                recorded=logged_trials(registry, study_name),
-                                record=lambda trial: log_trial(registry, run_id, trial,
-                                                               study_name))
-            clock.start("refit", f"Refitting {result.learner} on {len(x_search):,} rows")
-            learner = learners[result.learner]
-            model = refit(x_search, y_search, schema, spec, learner, result)
+            search = run_ray_search if spec.training.search.backend == "ray" else run_search
+            result = search(problem, on_trial=on_trial,
+                            recorded=logged_trials(registry, study_name),
+                            record=lambda trial: log_trial(registry, run_id, trial, study_name))
+            if warm_note is not None:
+                seeded = warm_started_trial(result.trials)
+                warm_note = (f"{warm_note} (trial {seeded.number}, "
+                             f"{seeded.state.name.lower()})" if seeded else warm_note)
+                notes.append(warm_note)
+                registry.set_tags(run_id, {TAG_WARM_START: warm_note[:5000]})
+            clock.start("refit", f"Refitting {result.learner} on {len(x_search):,} rows"
+                        if spec.training.ensemble.size == 1 else
+                        f"Selecting the ensemble and refitting it on {len(x_search):,} rows")
+            fitted = refit_model(problem, result, x_search, y_search, learners, notes)
+            model, learner_name = fitted.model, fitted.learner
             holdout_prediction = predict_scores(model, x_holdout, spec.target.task)
             holdout = compute_metrics(spec.target.task, y_holdout, holdout_prediction)
+            ensemble = fitted.summary(y_holdout, x_holdout, spec.target.task, metric.name,
+                                      holdout[metric.name])
             importances = permutation_importances(model, x_holdout, y_holdout,
                                                   task=spec.target.task, metric=metric.name,
                                                   seed=seed)
             warnings = too_good_warnings(spec.target.task, holdout, importances, schema)
             metrics = {**{f"cv_{k}": v for k, v in result.cv_metrics.items()},
                        **{f"holdout_{k}": v for k, v in holdout.items()}}
+            if ensemble:
+                metrics.update({"ensemble_oof_gain": ensemble["oof_gain"],
+                                "ensemble_holdout_gain": ensemble["holdout_gain"]})
             registry.log_metrics(run_id, metrics)
-            registry.set_tags(run_id, {"flywheel.learner": result.learner,
+            registry.set_tags(run_id, {"flywheel.learner": learner_name,
+                                       "flywheel.best_learner": result.learner,
                                        "flywheel.best_params": json.dumps(result.params),
+                                       **({"flywheel.ensemble": json.dumps(ensemble)[:7900]}
+                                          if ensemble else {}),
                                        TAG_BEST_TRIAL: str(result.best_number),
                                        **({"flywheel.warnings": json.dumps(warnings)}
                                           if warnings else {})})
@@ -228,8 +287,9 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
                                        profile_frame(frame, schema).to_json())
             registry.log_artifact_text(run_id, "model_meta.json", json.dumps({
                 "task": spec.target.task, "features": features, "target": schema.target,
-                "classes": list(encoding.classes), "learner": result.learner,
+                "classes": list(encoding.classes), "learner": learner_name,
                 "params": result.params, "metric": metric.name,
+                **({"ensemble": ensemble} if ensemble else {}),
             }, indent=1))
             log_monitoring_reference(registry, run_id, frame=frame, schema=schema,
                                      task=spec.target.task, classes=tuple(encoding.classes),
@@ -237,7 +297,9 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
                                      seed=seed, importances=importances)
             clock.start("gates", "Running the gates")
             compiled, compiled_tags = compile_for_serving(model, schema, spec.target.task,
-                                                          x_holdout)
+                                                          x_holdout,
+                                                          runtime=spec.serving.runtime)
+            log_onnx_form(registry, run_id, compiled)
             gates = gate_candidate(
                 spec=spec, schema=schema, registry=registry, model=model, frame=frame,
                 holdout_rows=holdout_rows, y_holdout=y_holdout, prediction=holdout_prediction,
@@ -255,13 +317,19 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
                 pyfunc_predict_fn=("predict" if spec.target.task == "regression"
                                    else "predict_proba"),
             )
-            version_tags = {**tags, "flywheel.learner": result.learner,
+            version_tags = {**tags, "flywheel.learner": learner_name,
                             TAG_BEST_TRIAL: str(result.best_number),
                             **({"flywheel.warnings": json.dumps(warnings)} if warnings else {}),
                             **{f"flywheel.{k}": f"{v:.6g}" for k, v in metrics.items()},
                             **gates.tags(),
                             **compiled_tags}
-            version = _register(project, registry, logged, version_tags, gates)
+            if hold:
+                hold_for_registration(registry, run_id, logged, version_tags)
+                return PendingVersion(
+                    run_id=run_id, study_name=study_name, learner=learner_name,
+                    metric=metric.name, cv_metrics=dict(result.cv_metrics),
+                    holdout_metrics=dict(holdout), gates_passed=gates.passed)
+            version = register_logged(project, registry, logged, version_tags, gates)
             registry.rename_run(run_id, run_name(spec.name, started_at, version.version))
             clock.start("card", "Writing the model card")
             card_error = _write_card(
@@ -269,7 +337,8 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
                 holdout=x_holdout, y=y_holdout, prediction=holdout_prediction,
                 metric=metric.name, cv_metrics=result.cv_metrics, gates=gates,
                 facts={"version": version.version, "aliases": ", ".join(version.aliases),
-                       "learner": result.learner, "parameters": json.dumps(result.params),
+                       "learner": learner_name, "parameters": json.dumps(result.params),
+                       **(ensemble_card_rows(ensemble) if ensemble else {}),
                        "MLflow run": run_id, "spec hash": spec_hash[:16],
                        "flywheel": __version__},
                 data={"fingerprint": fingerprint, "source": source, "rows": len(frame),
@@ -287,7 +356,7 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
     counts = {state: sum(t.state.name.lower() == state for t in result.trials)
               for state in ("complete", "pruned", "fail")}
     return TrainResult(
-        version=version, run_id=run_id, study_name=study_name, learner=result.learner,
+        version=version, run_id=run_id, study_name=study_name, learner=learner_name,
         params=result.params, metric=metric.name, cv_metrics=result.cv_metrics,
         holdout_metrics=holdout, trials=counts,
         rows={"search": len(x_search), "holdout": len(x_holdout)},
@@ -297,43 +366,6 @@ def train_project(project: ProjectContext, *, data: str | Path | None = None,
         budget_s=spec.training.search.timeout_seconds, deadline_hit=result.deadline_hit,
         notes=tuple(notes), warnings=tuple(warnings),
     )
-
-
-def _register(project: ProjectContext, registry: MlflowRegistry, logged: Any,
-              tags: dict[str, str], gates: GateReport) -> ModelVersionInfo:
-    """Register under the registry lock and record every alias the registration moved.
-
-    The intent goes to the audit log first (with the run and the aliases before), so a kill
-    between creating the version, moving its aliases and recording them is finished by the
-    next command (``pipelines._recovery``) instead of leaving a ghost version.
-    """
-    with project.workspace.lock("registry", command="flywheel train (register)"):
-        recover(project, registry, lock_held=True)
-        log = audit_log(project)
-        before = _aliases(registry)
-        summary = {"gates": gates.summary(), "gates_passed": gates.passed}
-        intent = log.begin(action="register", model=registry.model_name, moves=[],
-                           reason=f"registering the model of run {logged.run_id}",
-                           evidence={"run_id": logged.run_id, "before": before, **summary})
-        version = registry.register(logged, tags=tags)
-        crash_point("register.alias_moved")
-        after = _aliases(registry)
-        first = after.get("champion") == version.version and "champion" not in before
-        record_alias_changes(
-            log, registry.model_name, before, after, action="register",
-            reason=(f"version {version.version} registered: " + (
-                "the first version becomes champion" if first else
-                "a new version waits as challenger")),
-            evidence={"version": version.version, "run_id": version.run_id, **summary},
-            intent=intent.seq)
-        log.finish(intent, f"version {version.version} registered")
-    return version
-
-
-def _aliases(registry: MlflowRegistry) -> dict[str, str]:
-    """Where the aliases registration manages point (absent: nowhere)."""
-    found = {alias: registry.alias_version(alias) for alias in ("champion", "challenger")}
-    return {alias: number for alias, number in found.items() if number is not None}
 
 
 def _write_card(**kwargs: Any) -> str | None:

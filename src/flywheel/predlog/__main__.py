@@ -1,4 +1,5 @@
-"""``python -m flywheel.predlog FOLDER PREFIX``: the converter process a server starts."""
+"""``python -m flywheel.predlog SPOOL LOCATION PREFIX``: the converter process a server
+starts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,6 @@ import sys
 from flywheel.predlog._spool import run_converter
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m flywheel.predlog FOLDER PREFIX")
-    run_converter(sys.argv[1], sys.argv[2])
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m flywheel.predlog SPOOL LOCATION PREFIX")
+    run_converter(sys.argv[1], sys.argv[2], sys.argv[3])

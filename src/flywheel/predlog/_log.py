@@ -5,7 +5,8 @@ The request path serializes the request to one JSON line (orjson, about 3 µs fo
 record) and appends the bytes to a list: no I/O, and no per-row Python objects for the garbage
 collector to scan. A background thread, once a second, writes what arrived as spool files
 (``_spool.py``) and fsyncs them; that is all the server process does. A converter child
-process at idle priority turns spool files into Arrow. Consequences, stated in the README:
+process at idle priority turns spool files into the log's Parquet partitions. Consequences,
+stated in the README:
 
 - graceful stop (SIGTERM, Ctrl-C): everything is written, and the converter drains the spool
   before it exits;
@@ -22,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -33,8 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.core.errors import ConfigError
 from flywheel.core.periodic import PeriodicThread
 from flywheel.core.workspace import fsync_dir
+from flywheel.predlog._location import SPOOL_DIR, check_location, is_local
+from flywheel.predlog._migrate import migrate_flat_log
 from flywheel.predlog._rows import DEFAULT_ARM, Features, error_line, feedback_line, prediction_line
 from flywheel.predlog._spool import Converter, spool_name, write_spool
 
@@ -45,12 +51,23 @@ class PredictionLog:
     """Append predictions and feedback; ``read_predictions`` reads windows back.
 
     Args:
-        folder: ``.flywheel/predictions``.
+        location: The log: a folder, or an object-store URI (``s3://bucket/prefix``).
+        spool: The local folder for spool files; default ``<location>/_spool``, required when
+            the log is not a local folder.
         flush_interval: Seconds between background writes (the most a SIGKILL can lose).
+
+    Raises:
+        ConfigError: If the log is in an object store and no spool folder is given.
     """
 
-    def __init__(self, folder: str | Path, *, flush_interval: float = 1.0) -> None:
-        self.folder = Path(folder)
+    def __init__(self, location: str | Path, *, spool: str | Path | None = None,
+                 flush_interval: float = 1.0) -> None:
+        self.location = str(location)
+        if spool is None and not is_local(self.location):
+            raise ConfigError(f"the prediction log at {self.location} is not a local folder, "
+                              "so its writer needs a local spool folder; pass `spool=`.")
+        self.folder = Path(spool) if spool is not None else Path(self.location) / SPOOL_DIR
+        """The spool folder."""
         self.flush_interval = flush_interval
         self._pending: dict[Features, list[bytes]] = {}
         self._errors: list[bytes] = []
@@ -58,21 +75,29 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        # pid and time name this process's files; the random part keeps two logs opened in
-        # one process within the same second apart.
-        self.prefix = f"{os.getpid()}-{stamp}-{secrets.token_hex(3)}"
+        # host, pid and time name this process's files (replicas write their own files); the
+        # random part keeps two logs opened in one process within the same second apart.
+        self.prefix = f"{_host()}-{os.getpid()}-{stamp}-{secrets.token_hex(3)}"
         self._layouts: dict[Features, int] = {}
         self._seq = 0
-        self._inline: Converter | None = Converter(self.folder, self.prefix)
+        self._inline: Converter | None = Converter(self.folder, self.location, self.prefix)
         self._converter: subprocess.Popen[bytes] | None = None
         self._thread: PeriodicThread | None = None
+        if is_local(self.location):
+            migrate_flat_log(self.location)
 
     def start(self) -> PredictionLog:
-        """Write in a background thread and convert in a child process."""
+        """Write in a background thread and convert in a child process.
+
+        Raises:
+            ConfigError: If the log is in an object store whose bucket does not exist.
+        """
+        check_location(self.location)
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
             self._converter = subprocess.Popen(
-                [sys.executable, "-m", "flywheel.predlog", str(self.folder), self.prefix],
+                [sys.executable, "-m", "flywheel.predlog", str(self.folder), self.location,
+                 self.prefix],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
             self._inline = None
         except OSError as exc:
@@ -156,6 +181,11 @@ class PredictionLog:
             except subprocess.TimeoutExpired:
                 log.warning("the prediction log converter is still draining; it finishes on "
                             "its own, and readers read what it has not converted yet")
+
+
+def _host() -> str:
+    """This host's name as it can appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname())[:40] or "host"
 
 
 def _lower_priority(niceness: int = 10) -> None:

@@ -1,47 +1,55 @@
-"""Spool files, and the converter that turns them into Arrow.
+"""Spool files, and the converter that turns them into the log's Parquet partitions.
 
 A server never converts its log itself: once a second its writer thread writes what arrived as
 one JSON-lines *spool file* per input layout (written under a temporary name, fsynced, then
-renamed, so a spool file is complete or absent). A converter appends each spool file to the
-server's Arrow IPC streams as one record batch that carries the spool file's name, fsyncs,
-and deletes the spool file.
+renamed, so a spool file is complete or absent) in a local spool folder. A converter adds its
+server's spool files to its open *segments*, one Parquet file per hour holding up to a minute
+of spool files (``_segment.py``), and deletes the spool files once the segment is written; a
+spool file it adopts becomes one Parquet file per hour its rows span, named after it
+(``_dataset.py``).
 
-The converter is a child process at idle CPU priority (``python -m flywheel.predlog FOLDER
-PREFIX``; at nice 19 instead while it is more than 30 files behind, so that cores that are never
-idle cannot starve it). Turning Python values or JSON into Arrow costs CPU in proportion to the
-traffic (about 35 ms a second at 4,000 requests a second); inside the server that time, and the
-GIL it holds, is what the requests behind it wait for. In another process at idle priority the
-kernel sets it aside whenever a request arrives.
+The converter is a child process at idle CPU priority (``python -m flywheel.predlog SPOOL
+LOCATION PREFIX``; at nice 19 instead while it is more than 30 files behind, so that cores that
+are never idle cannot starve it). Turning Python values or JSON into Arrow costs CPU in
+proportion to the traffic (about 35 ms a second at 4,000 requests a second); inside the server
+that time, and the GIL it holds, is what the requests behind it wait for. In another process at
+idle priority the kernel sets it aside whenever a request arrives.
 
-Nothing depends on the converter keeping up. Readers read the Arrow streams and every spool
-file whose name no batch carries yet, so a window always includes the last flush. A batch
-whose spool file was converted twice (a converter killed between its fsync and the delete, a
-slow converter overtaken by one adopting its files) is read once. Spool files left by a
-converter that died are adopted by any other converter after a minute.
+Nothing depends on the converter keeping up. Readers read the partitions and every spool file
+whose rows no partition file holds yet, so a window always includes the last flush. A spool
+file converted twice (a converter killed between its write and the delete, a slow converter
+overtaken by one adopting its files) is read once: a segment's footer lists the spool files
+it holds, and a second conversion rewrites the same files. Spool files left by a converter
+that died are adopted by any other converter using the same spool folder after a minute.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import select
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.fs as pafs
 
-from flywheel.predlog._rows import (
-    FEEDBACK,
-    Features,
-    error_batch,
-    feedback_batch,
-    prediction_batch,
-    prediction_schema,
+from flywheel.core.crashpoints import crash_point
+from flywheel.predlog._dataset import (
+    FEEDBACK_KIND,
+    PREDICTIONS,
+    partition_path,
+    split_by_hour,
+    write_file,
 )
+from flywheel.predlog._location import open_location
+from flywheel.predlog._rows import Features, error_batch, feedback_batch, prediction_batch
+from flywheel.predlog._segment import SegmentWriter, SpoolRows
 
 log = logging.getLogger("flywheel.predlog")
 
@@ -63,6 +71,10 @@ def spool_kind(name: str) -> str:
 
 def spool_prefix(name: str) -> str:
     return name.removeprefix("spool-").rsplit("-", 2)[0]
+
+
+def spool_seq(name: str) -> int:
+    return int(name.removeprefix("spool-").rsplit("-", 2)[1])
 
 
 def write_spool(folder: Path, name: str, header: dict[str, object],
@@ -116,49 +128,46 @@ def spool_batch(data: bytes) -> tuple[str, Features, pa.RecordBatch]:
     raise ValueError(f"not a readable spool file: unknown kind {kind!r}")
 
 
-class _Stream:
-    """One Arrow IPC stream file, opened on first write."""
+def spool_stem(name: str) -> str:
+    """``<prefix>-<seq>-<kind>``: what the files converted from spool file ``name`` are named."""
+    return name.removeprefix("spool-").removesuffix(".jsonl")
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.path, self.schema = path, schema
-        self._sink: object = None
-        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
-    def write(self, batch: pa.RecordBatch, spool: str) -> None:
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._sink = open(self.path, "ab")  # noqa: SIM115 - closed in close()
-            self._writer = pa.ipc.new_stream(self._sink, self.schema)
-        self._writer.write_batch(batch, custom_metadata={"spool": spool})
-
-    def sync(self) -> None:
-        if self._writer is not None:
-            self._sink.flush()  # type: ignore[attr-defined]
-            os.fsync(self._sink.fileno())  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._sink.close()  # type: ignore[attr-defined]
-            self._writer = None
+def converted_path(base: str, kind: str, hour: dt.datetime, spool: str) -> str:
+    """Where the rows of spool file ``spool`` logged in ``hour`` go (kind: the spool's)."""
+    folder = FEEDBACK_KIND if kind == "feedback" else PREDICTIONS
+    return f"{partition_path(base, folder, hour)}/{spool_stem(spool)}.parquet"
 
 
 class Converter:
-    """Appends spool files to the Arrow streams named after ``prefix`` and deletes them."""
+    """Writes spool files of ``spool`` into the log's hour partitions at ``location``, then
+    deletes them: its own (``prefix``'s) into segments (``_segment.py``), those it adopts
+    from a converter that died as one file per spool file and hour.
 
-    def __init__(self, folder: str | Path, prefix: str) -> None:
-        self.folder = Path(folder)
+    Args:
+        spool: The local spool folder.
+        location: The log (a folder or an object-store URI).
+        prefix: The spool files this converter owns (its server's).
+        clock: Seconds (monotonic) for the age of its segments.
+    """
+
+    def __init__(self, spool: str | Path, location: str | Path, prefix: str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.spool = Path(spool)
+        self.location = str(location)
         self.prefix = prefix
-        self._pred: dict[Features, _Stream] = {}
-        self._fb = _Stream(self.folder / f"fb-{prefix}.arrows", FEEDBACK)
+        self.clock = clock
+        self._fs: pafs.FileSystem | None = None
+        self._base = ""
+        self._segments: SegmentWriter | None = None
 
     def own(self) -> list[Path]:
-        return sorted(self.folder.glob(f"spool-{self.prefix}-*.jsonl"))
+        return sorted(self.spool.glob(f"spool-{self.prefix}-*.jsonl"))
 
     def orphans(self, older_than: float = ORPHAN_SECONDS) -> list[Path]:
         cutoff = time.time() - older_than
         found = []
-        for path in self.folder.glob(SPOOL_GLOB):
+        for path in self.spool.glob(SPOOL_GLOB):
             if spool_prefix(path.name) == self.prefix:
                 continue
             with contextlib.suppress(FileNotFoundError):
@@ -167,47 +176,71 @@ class Converter:
         return sorted(found)
 
     def convert(self, paths: Iterable[Path]) -> int:
-        """Convert ``paths`` (in order), fsync, delete them; the number converted."""
-        done: list[Path] = []
-        touched: dict[int, _Stream] = {}
+        """Convert ``paths`` (in order) and delete them; the number converted.
+
+        A file that cannot be written (the store is down) stays in the spool for the next
+        round; the rest of this round waits too, so files land in order.
+        """
+        if self._fs is None:
+            self._fs, self._base = open_location(self.location)
+        paths = list(paths)
+        own = [p for p in paths if spool_prefix(p.name) == self.prefix]
+        owned = set(own)
+        done = self._convert_own(own) if own else 0
         for path in paths:
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:  # converted by another converter meanwhile
+            if path in owned:
                 continue
-            try:
-                kind, features, batch = spool_batch(data)
-            except ValueError as exc:
-                log.warning("setting aside %s: %s", path.name, exc)
-                with contextlib.suppress(OSError):
-                    path.rename(path.with_suffix(".unreadable"))
+            read = _read_spool(path)
+            if read is None:
                 continue
-            stream = self._fb if kind == "feedback" else self._stream(features)
-            if batch.num_rows:
-                stream.write(batch, path.name)
-                touched[id(stream)] = stream
-            done.append(path)
-        for stream in touched.values():
-            stream.sync()
-        for path in done:
+            kind, batch = read
+            try:
+                for hour, rows in split_by_hour(batch):
+                    write_file(self._fs, converted_path(self._base, kind, hour, path.name),
+                               rows)
+            except OSError as exc:
+                log.warning("cannot write the prediction log at %s (%s); %s waits in the "
+                            "spool", self.location, exc, path.name)
+                break
+            crash_point("predlog.spool_converted")
             path.unlink(missing_ok=True)
-        return len(done)
+            crash_point("predlog.spool_deleted")
+            done += 1
+        return done
+
+    def _convert_own(self, paths: list[Path]) -> int:
+        """Add this converter's spool files to its segments, then delete them."""
+        if self._fs is None:
+            self._fs, self._base = open_location(self.location)
+        if self._segments is None:
+            self._segments = SegmentWriter(self._fs, self._base, self.prefix, clock=self.clock)
+        spooled, taken = [], []
+        for path in paths:
+            read = _read_spool(path)
+            if read is None:
+                continue
+            kind, batch = read
+            spooled.append(SpoolRows(spool_seq(path.name), spool_stem(path.name),
+                                     FEEDBACK_KIND if kind == "feedback" else PREDICTIONS,
+                                     batch))
+            taken.append(path)
+        try:
+            self._segments.write(spooled)
+        except OSError as exc:
+            log.warning("cannot write the prediction log at %s (%s); %d spool files wait",
+                        self.location, exc, len(taken))
+            return 0
+        crash_point("predlog.spool_converted")
+        for path in taken:
+            path.unlink(missing_ok=True)
+        crash_point("predlog.spool_deleted")
+        return len(taken)
 
     def close(self) -> None:
-        for stream in self._pred.values():
-            stream.close()
-        self._fb.close()
-
-    def _stream(self, features: Features) -> _Stream:
-        stream = self._pred.get(features)
-        if stream is None:
-            name = f"pred-{self.prefix}-{len(self._pred)}.arrows"
-            stream = self._pred[features] = _Stream(self.folder / name,
-                                                    prediction_schema(features))
-        return stream
+        """Nothing stays open between rounds (kept for the writer's interface)."""
 
 
-def run_converter(folder: str | Path, prefix: str, *, interval: float = 0.5,
+def run_converter(spool: str | Path, location: str | Path, prefix: str, *, interval: float = 0.5,
                   orphan_interval: float = 30.0, backlog: int = BACKLOG_FILES) -> None:
     """Convert ``prefix``'s spool files until standard input closes (the server stopped or
     died), then convert what is left and return. Orphans are adopted now and then.
@@ -216,7 +249,7 @@ def run_converter(folder: str | Path, prefix: str, *, interval: float = 0.5,
     more than ``backlog`` of its spool files wait: on cores that are never idle it still gets
     a small share, so the spool cannot grow without end.
     """
-    converter = Converter(folder, prefix)
+    converter = Converter(spool, location, prefix)
     stdin = sys.stdin.fileno()
     next_orphans = 0.0
     idle = _set_priority(idle=True)
@@ -249,3 +282,20 @@ def _set_priority(*, idle: bool) -> bool:
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, 19)
     return idle
+
+
+def _read_spool(path: Path) -> tuple[str, pa.RecordBatch] | None:
+    """A spool file's kind and rows; None if another converter took it meanwhile, or if it
+    cannot be read (then it is set aside as ``.unreadable``, with a warning)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        kind, _, batch = spool_batch(data)
+    except ValueError as exc:
+        log.warning("setting aside %s: %s", path.name, exc)
+        with contextlib.suppress(OSError):
+            path.rename(path.with_suffix(".unreadable"))
+        return None
+    return kind, batch

@@ -12,10 +12,20 @@ it only when a command needs it.
 
 from __future__ import annotations
 
-from flywheel.registry._audit import AuditEntry, AuditHistory, AuditLog, AuditProblem, current_user
+from flywheel.registry._audit import (
+    AuditEntry,
+    AuditHistory,
+    AuditLog,
+    AuditProblem,
+    AuditStore,
+    FileAuditStore,
+    audit_log_for,
+    current_user,
+)
 from flywheel.registry._mlflow import MlflowRegistry
 from flywheel.registry._promotion import CHALLENGER, CHAMPION
 from flywheel.registry._types import LoggedModel, ModelVersionInfo, RunRecord
 
 __all__ = ["CHALLENGER", "CHAMPION", "AuditEntry", "AuditHistory", "AuditLog", "AuditProblem",
-           "LoggedModel", "MlflowRegistry", "ModelVersionInfo", "RunRecord", "current_user"]
+           "AuditStore", "FileAuditStore", "LoggedModel", "MlflowRegistry", "ModelVersionInfo",
+           "RunRecord", "audit_log_for", "current_user"]

@@ -1,5 +1,8 @@
 """The audit log: every change of what serves (alias moves), who made it, when, why, on what
-evidence. Append-only JSON Lines at ``.flywheel/audit.jsonl``; the source of ``flywheel history``.
+evidence. Append-only JSON Lines at ``.flywheel/audit.jsonl`` (embedded), or the same lines as
+rows of the coordination database's ``flywheel_audit`` table when coordination is shared
+(``flywheel.coordination.PostgresAuditStore``: every host appends to one chain); the source of
+``flywheel history``. :func:`audit_log_for` picks the store.
 
 Each line is one entry::
 
@@ -7,13 +10,14 @@ Each line is one entry::
                "from": "1", "to": "2", "reason": "...", "evidence": {...}, "prev": "<sha>"},
      "sha256": "<hex of the entry's canonical JSON>"}
 
-Durability: an entry is written with one ``write`` on a file opened for appending, then
+Durability (the file): an entry is written with one ``write`` on a file opened for appending, then
 ``fsync``ed, under a file lock, so concurrent writers never interleave and an acknowledged entry
 survives a crash. A crash mid-write can leave at most the last line torn: reading reports it
 and returns every earlier entry; the next append first ends the torn line, so the new entry
 starts on a line of its own (the torn one stays, reported, never rewritten). Each entry's
 checksum catches a garbled line, and ``prev`` (the previous entry's checksum) catches lines
-removed or reordered.
+removed or reordered. In the table, an append is one transaction under an advisory lock, so
+it is whole or absent and appends from every host are serialized.
 
 Crash consistency with the registry: an alias lives in MLflow and its entry here, and no
 transaction spans both. So a change is written ahead: an ``intent`` line (``"kind":
@@ -28,29 +32,28 @@ only, so readers that replay alias changes see each change once.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import getpass
-import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
-from filelock import FileLock, Timeout
+from flywheel.coordination import PostgresAuditStore, PostgresCoordinator
+from flywheel.registry._audit_file import LOCK_TIMEOUT, FileAuditStore, digest
 
-from flywheel.core.errors import WorkspaceBusyError, WorkspaceError
-from flywheel.core.workspace import fsync_dir
+if TYPE_CHECKING:
+    from flywheel.core.workspace import Workspace
 
-__all__ = ["AuditEntry", "AuditHistory", "AuditLog", "AuditProblem", "current_user"]
+__all__ = ["AuditEntry", "AuditHistory", "AuditLog", "AuditProblem", "AuditStore",
+           "FileAuditStore", "audit_log_for", "current_user"]
 
 ProblemKind = Literal["torn", "corrupt", "checksum", "chain"]
 EntryKind = Literal["change", "intent", "resolved"]
 
-_LOCK_TIMEOUT = 30.0
 
 
 def current_user() -> str:
@@ -171,20 +174,42 @@ class AuditHistory:
         return tuple(e for e in self.entries if e.intent == intent)
 
 
+class AuditStore(Protocol):
+    """Where the audit log's lines live: two methods, so the file and a database table hold
+    the same lines and :class:`AuditLog` checks them the same way."""
+
+    def append(self, build: Callable[[int, str | None], tuple[int, str, str]]) -> None:
+        """Under the store's writer lock, call ``build(last_seq, last_sha256)`` (0 and None
+        for an empty log) and persist the ``line`` of the ``(seq, sha256, line)`` it returns.
+        """
+
+    def read_bytes(self) -> bytes:
+        """Every line written, oldest first, each ending with a newline."""
+
+    def describe(self) -> str:
+        """Where the lines are, as a person reads it."""
+
+
 class AuditLog:
-    """The append-only log at ``path``.
+    """The append-only audit log, in a JSON Lines file or a shared store.
 
     Args:
         path: The JSONL file; created, with its folder, on the first append.
-        lock_timeout: Seconds an append waits for another writer.
+        store: Another store of the lines instead of ``path`` (the coordination database's
+            table, ``flywheel.coordination.PostgresAuditStore``).
+        lock_timeout: Seconds an append to the file waits for another writer.
     """
 
-    def __init__(self, path: str | Path, *, lock_timeout: float = _LOCK_TIMEOUT) -> None:
-        self.path = Path(path)
-        self.lock_timeout = lock_timeout
+    def __init__(self, path: str | Path | None = None, *, store: AuditStore | None = None,
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
+        if (path is None) == (store is None):
+            raise TypeError("AuditLog takes a path or a store, not both or neither")
+        self.path = Path(path) if path is not None else None
+        self.store: AuditStore = store if store is not None else FileAuditStore(
+            Path(path or ""), lock_timeout=lock_timeout)
 
     def __repr__(self) -> str:
-        return f"AuditLog({str(self.path)!r})"
+        return f"AuditLog({self.store.describe()!r})"
 
     def begin(self, *, action: str, model: str, moves: list[Mapping[str, str | None]],
               reason: str, evidence: Mapping[str, Any] | None = None,
@@ -223,15 +248,9 @@ class AuditLog:
             WorkspaceBusyError: If another writer holds the log longer than ``lock_timeout``.
             WorkspaceError: If the log cannot be written.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path) + ".lock")
-        try:
-            lock.acquire(timeout=self.lock_timeout)
-        except Timeout:
-            raise WorkspaceBusyError("audit", "another flywheel command",
-                                     self.lock_timeout) from None
-        try:
-            data, seq, prev = self._tail()
+        written: list[AuditEntry] = []
+
+        def build(seq: int, prev: str | None) -> tuple[int, str, str]:
             entry = AuditEntry(
                 seq=seq + 1, time=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
                 user=user or current_user(), action=action, model=model, alias=alias,
@@ -239,14 +258,13 @@ class AuditLog:
                 evidence=_plain(dict(evidence or {})), kind=kind, intent=intent,
                 recovered=recovered)
             payload = {**entry.to_dict(), "prev": prev}
-            line = json.dumps({"entry": payload, "sha256": _digest(payload)},
-                              ensure_ascii=False, allow_nan=False) + "\n"
-            # A torn last line (a crash mid-write) is ended first, so this entry is whole.
-            prefix = b"\n" if data and not data.endswith(b"\n") else b""
-            self._write(prefix + line.encode("utf-8"), created=not data)
-            return entry
-        finally:
-            lock.release()
+            checksum = digest(payload)
+            written.append(entry)
+            return entry.seq, checksum, json.dumps({"entry": payload, "sha256": checksum},
+                                                 ensure_ascii=False, allow_nan=False)
+
+        self.store.append(build)
+        return written[-1]
 
     def read(self) -> AuditHistory:
         """Every entry that checks out, and a problem for each line that does not.
@@ -256,7 +274,7 @@ class AuditLog:
         Raises:
             WorkspaceError: If the file exists but cannot be read.
         """
-        data = self._read_bytes()
+        data = self.store.read_bytes()
         records: list[AuditEntry] = []
         problems: list[AuditProblem] = []
         prev: str | None = None
@@ -273,13 +291,13 @@ class AuditLog:
             try:
                 record = json.loads(raw.decode("utf-8"))
                 payload = record["entry"]
-                digest = record["sha256"]
+                checksum = record["sha256"]
             except (UnicodeDecodeError, ValueError, KeyError, TypeError):
                 problems.append(AuditProblem(number, "corrupt", (
                     "not a valid entry (an interrupted write that a later append sealed, or "
                     "an edit); skipped")))
                 continue
-            if _digest(payload) != digest:
+            if digest(payload) != checksum:
                 problems.append(AuditProblem(number, "checksum", (
                     "its checksum does not match its content: the line was changed after it "
                     "was written; skipped")))
@@ -288,59 +306,13 @@ class AuditLog:
                 problems.append(AuditProblem(number, "chain", (
                     "it does not follow the entry before it: entries were removed or "
                     "reordered above this line")))
-            prev = digest
+            prev = checksum
             try:
                 records.append(AuditEntry.from_dict(payload))
             except (KeyError, TypeError, ValueError):
                 problems.append(AuditProblem(number, "corrupt", "an entry lacks a field; skipped"))
         entries = tuple(r for r in records if r.kind == "change")
         return AuditHistory(entries, tuple(problems), tuple(records))
-
-    # Internals ------------------------------------------------------------------------------
-
-    def _read_bytes(self) -> bytes:
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return b""
-        except OSError as exc:
-            raise WorkspaceError(f"cannot read the audit log {self.path}: {exc.strerror}. "
-                                 "Check its permissions.") from exc
-
-    def _tail(self) -> tuple[bytes, int, str | None]:
-        """The file's bytes, the last good entry's seq and checksum (0 and None if none)."""
-        data = self._read_bytes()
-        complete = data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
-        for raw in reversed(complete.split(b"\n")):
-            if not raw.strip():
-                continue
-            with contextlib.suppress(UnicodeDecodeError, ValueError, KeyError, TypeError):
-                record = json.loads(raw.decode("utf-8"))
-                if _digest(record["entry"]) == record["sha256"]:
-                    return data, int(record["entry"]["seq"]), str(record["sha256"])
-        return data, 0, None
-
-    def _write(self, data: bytes, *, created: bool) -> None:
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if created:
-                fsync_dir(self.path.parent)
-        except OSError as exc:
-            raise WorkspaceError(f"cannot write the audit log {self.path}: {exc.strerror}. "
-                                 "Check that the workspace is writable and not full.") from exc
-
-
-def _digest(payload: Any) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _opt(value: Any) -> str | None:
@@ -360,3 +332,12 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def audit_log_for(workspace: Workspace) -> AuditLog:
+    """The project's audit log: ``.flywheel/audit.jsonl`` embedded, the coordination
+    database's ``flywheel_audit`` table when coordination is shared (every host's entries)."""
+    coordinator = workspace.coordinator
+    if isinstance(coordinator, PostgresCoordinator):
+        return AuditLog(store=PostgresAuditStore(coordinator.store, coordinator.scope))
+    return AuditLog(workspace.audit_log)

@@ -144,7 +144,7 @@ class _ModelRegistry(_Connection):
         """
         version = self._resolve(version_or_alias)
         with quiet_warnings():
-            return load_verified(self._client, version, tracking_uri=self.tracking_uri,
+            return load_verified(self._client, version, tracking_uri=self.store_uri,
                                  allow_pickle=allow_pickle)
 
     def store_stamp(self) -> tuple[int, ...] | None:

@@ -8,6 +8,8 @@ import os
 import warnings
 from collections.abc import Iterator
 
+from flywheel.core.uris import install_redaction
+
 __all__ = ["quiet_mlflow", "quiet_warnings"]
 
 
@@ -24,6 +26,7 @@ def quiet_mlflow() -> None:
         root.setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    install_redaction("mlflow")
     # MLflow reads these at each call; setdefault leaves a user's own choice alone.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

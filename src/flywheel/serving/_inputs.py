@@ -13,6 +13,7 @@ a known category the record carries it from then on; when it is not, the request
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from flywheel.data import DataSchema
@@ -40,6 +41,9 @@ class InputChecker:
     """Validates records for one schema; built once per model version."""
 
     def __init__(self, schema: DataSchema, *, max_rows: int = MAX_ROWS) -> None:
+        self.joiner: Callable[[list[Any]], list[dict[str, Any]]] | None = None
+        """Fills records with online features before they are checked (the feature store's
+        lookup, for a model trained on feature views); returns problems with entity keys."""
         self.columns = schema.feature_columns
         self.expected = frozenset(self.columns)
         self.kinds = {name: schema.columns[name].kind for name in self.columns}
@@ -87,6 +91,10 @@ class InputChecker:
         if len(rows) > self.max_rows:
             raise InputProblems([{"loc": [where], "msg": f"{len(rows)} records; at most "
                                   f"{self.max_rows} per request"}])
+        if self.joiner is not None:
+            joined = self.joiner(rows)
+            if joined:
+                raise InputProblems([{**p, "loc": [where, *p["loc"][1:]]} for p in joined])
         problems: list[dict[str, Any]] = []
         warnings: list[dict[str, Any]] = []
         for i, row in enumerate(rows):

@@ -60,7 +60,8 @@ class ServingMetrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self._weighted: set[tuple[str, str]] = set()
 
-    def request(self, endpoint: str, version: str, status: int, seconds: float) -> None:
+    def request(self, endpoint: str, version: str, status: int | str, seconds: float) -> None:
+        """Count one answered request (``status``: HTTP's number, or a gRPC code's name)."""
         key: tuple[Any, ...] = ("r", endpoint, version, status)
         child = self._children.get(key)
         if child is None:

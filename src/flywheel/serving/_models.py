@@ -18,14 +18,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flywheel.core.errors import FlywheelError, RolloutError
+from flywheel.core.errors import FeatureStoreError, FlywheelError, RolloutError
 from flywheel.core.periodic import FULL_READ_SECONDS, PeriodicThread, StoreWatcher
 from flywheel.core.spec import parse_config
 from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema
+from flywheel.featurestore import FeatureJoiner, FeatureStore, read_pins
 from flywheel.registry.base import Registry
 from flywheel.rollout import STATE_TAG, RolloutState, parse_state
 from flywheel.serving._inputs import InputChecker
+from flywheel.serving._onnx import load_onnx_form
 from flywheel.serving._predictor import LoadedModel, build_loaded_model
 from flywheel.serving._warmup import WarmUp, warm_up
 
@@ -44,6 +46,8 @@ class ServedModel:
         columns = model.schema.columns
         self.log_layout = tuple((name, columns[name].kind in ("numeric", "integer"))
                                 for name in model.features)
+        self.features: FeatureJoiner | None = None
+        """The online-feature lookup, for a version trained on feature views."""
         self.warmup: WarmUp | None = None
         """Set by ``ModelStore.load`` once the version has been warmed up."""
 
@@ -59,12 +63,19 @@ class ModelStore:
         aliases: The aliases to serve; the first is the default.
         poll_interval: Seconds between registry checks.
         on_change: Called with (alias, version) after every swap.
+        features: The project's feature store, for versions trained on feature views.
     """
 
     def __init__(self, registry: Registry, *, aliases: tuple[str, ...] = ("champion",
                  "challenger"), poll_interval: float = 2.0, allow_pickle: bool = False,
-                 on_change: Callable[[str, str | None], None] | None = None) -> None:
+                 on_change: Callable[[str, str | None], None] | None = None,
+                 runtime: str = "compiled",
+                 features: FeatureStore | None = None) -> None:
         self.registry = registry
+        self.runtime = runtime
+        """``compiled`` or ``onnx`` (serving.runtime): what versions answer through."""
+        self.features = features
+        """Where versions trained on feature views look their features up (None: none)."""
         self.aliases = aliases
         self.poll_interval = poll_interval
         self.allow_pickle = allow_pickle
@@ -199,13 +210,41 @@ class ModelStore:
         schema_text = self.registry.read_artifact_text(info.run_id, "schema.yaml")
         schema = parse_config(DataSchema, read_yaml_text(schema_text), path=None,
                               what="schema", expected="target, task and columns")
-        loaded = build_loaded_model(self.registry.model_name, version, model, schema, info.tags)
+        onnx = load_onnx_form(self.registry, version, info.run_id, info.tags) \
+            if self.runtime == "onnx" else None
+        loaded = build_loaded_model(self.registry.model_name, version, model, schema, info.tags,
+                                    onnx=onnx)
         served = ServedModel(loaded)
         served.warmup = warm_up(served)
+        pins = read_pins(info.tags)
+        if pins:
+            served.features = self._joiner(version, pins, loaded.features)
+            served.checker.joiner = served.features
         log.info("loaded version %s (%s), warmed up with %d calls in %.0f ms", version,
-                 "compiled" if loaded.fast else "pipeline", served.warmup.calls,
+                 loaded.form, served.warmup.calls,
                  served.warmup.seconds * 1000.0)
         return served
+
+    def feature_stats(self) -> dict[str, Any]:
+        """Per loaded version trained on feature views: its lookups and misses."""
+        return {m.version: m.features.stats() for m in self.by_version.values()
+                if m.features is not None}
+
+    def _joiner(self, version: str, pins: dict[str, Any],
+                features: list[str]) -> FeatureJoiner:
+        """The online-feature lookup of a version trained on feature views.
+
+        Raises:
+            FeatureStoreError: If this server has no feature store, or a pinned view is gone
+                or changed incompatibly (the version is then refused, the reason in /readyz).
+        """
+        if self.features is None:
+            raise FeatureStoreError(f"version {version} was trained on feature views "
+                                    f"{sorted(pins)}, but this project defines no "
+                                    "feature_store.views to look them up in.")
+        joiner = self.features.joiner(pins, features)
+        joiner.warm()
+        return joiner
 
     def _swap(self, alias: str, served: ServedModel | None) -> None:
         if served is None:

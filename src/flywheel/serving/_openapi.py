@@ -22,6 +22,7 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
     "categorical": {"type": ["string", "number", "boolean", "null"]},
     "boolean": {"type": ["boolean", "string", "integer", "null"]},
     "datetime": {"type": ["string", "null"], "format": "date-time"}}
+_EXPLAIN = {"type": "boolean", "description": "also return each row's contributions per column"}
 _PROBLEMS = {"type": "array", "items": {"type": "object", "properties": {
     "loc": {"type": "array"}, "msg": {"type": "string"}}}}
 
@@ -36,19 +37,22 @@ def _feature_schemas(served: ServedModel | None) -> dict[str, dict[str, Any]] | 
 def _predict_body(features: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     if features is None:
         record: dict[str, Any] = {"type": "object"}
-        columns: dict[str, Any] = {"type": "object"}
+        item, columns = record, dict(record)
     else:
-        record = {"type": "object", "properties": features, "required": list(features),
-                  "additionalProperties": False}
+        item = {"type": "object", "properties": features, "required": list(features),
+                "additionalProperties": False}
+        # A record may ask for explanations (``_explain.py``), unless a feature has that name.
+        flag = {} if "explain" in features else {"explain": _EXPLAIN}
+        record = {**item, "properties": {**features, **flag}}
         columns = {"type": "object", "required": list(features), "additionalProperties": False,
                    "properties": {name: {"type": "array", "items": schema, "minItems": 1,
                                          "maxItems": MAX_ROWS}
                                   for name, schema in features.items()}}
     return {"oneOf": [
         record,
-        {"type": "array", "items": record, "minItems": 1, "maxItems": MAX_ROWS},
-        {"type": "object", "properties": {"columns": columns}, "required": ["columns"],
-         "additionalProperties": False},
+        {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_ROWS},
+        {"type": "object", "properties": {"columns": columns, "explain": _EXPLAIN},
+         "required": ["columns"], "additionalProperties": False},
     ]}
 
 
@@ -100,6 +104,11 @@ def _infer_body(served: ServedModel | None) -> dict[str, Any]:
         "outputs": {"type": "array", "items": output}}}
 
 
+_TOKEN_PARAM = {"name": "token", "in": "query", "required": False,
+                "schema": {"type": "string"},
+                "description": "the token, for a browser that cannot send Authorization"}
+
+
 def _error(description: str = "a problem with the request") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {
         "type": "object", "required": ["error"], "properties": {
@@ -140,7 +149,10 @@ def openapi_document(served: ServedModel | None) -> dict[str, Any]:
     """The service's OpenAPI document for the model ``served`` (None: none loaded yet)."""
     features = _feature_schemas(served)
     errors = {"400": _error(), "413": _error("the body is over the size limit"),
-              "422": _error("the input does not fit the model")}
+              "422": _error("the input does not fit the model"),
+              "401": _error("missing or wrong API token (serving.auth guards the endpoint)"),
+              "429": _error("too many requests in flight from this client "
+                            "(serving.max_concurrent_per_client); see Retry-After")}
     unready = {"503": _error("no model is loaded yet")}
     return {
         "openapi": OPENAPI_VERSION,
@@ -153,6 +165,15 @@ def openapi_document(served: ServedModel | None) -> dict[str, Any]:
                 "responses": {"200": _json("predictions, the answering model version, a "
                                            "request id, and warnings about unseen categories"),
                               **errors, **unready}}},
+            "/explain": {"post": {
+                "summary": "Predictions with each row's exact contributions per input column, "
+                           "which add up to its raw score (the default version; not logged)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _predict_body(features)}}},
+                "responses": {"200": _json("predictions and explanations: raw_score, bias and "
+                                           "contributions per row (per class for multiclass)"),
+                              **errors, **unready,
+                              "409": _error("the version cannot be explained (not LightGBM)")}}},
             "/feedback": {"post": {
                 "summary": "Ground-truth labels for earlier request ids",
                 "requestBody": {"required": True, "content": {"application/json": {
@@ -170,6 +191,21 @@ def openapi_document(served: ServedModel | None) -> dict[str, Any]:
             "/v2/health/ready": {"get": {"responses": {"200": _json("ready"),
                                                        "503": _json("no model loaded")}}},
             **_v2_paths(errors, _infer_body(served)),
+            "/dashboard": {"get": {
+                "summary": "The live dashboard (one HTML page; read-only)",
+                "security": [{"bearer": []}],
+                "parameters": [_TOKEN_PARAM],
+                "responses": {"200": {"description": "the page", "content": {
+                    "text/html": {"schema": {"type": "string"}}}},
+                              "401": _error("missing or wrong token")}}},
+            "/dashboard.json": {"get": {
+                "summary": "What the dashboard shows: the JSON of `flywheel models`, `rollout "
+                           "status`, `monitor` and `history` with --json, and latency and "
+                           "errors per minute",
+                "security": [{"bearer": []}],
+                "parameters": [_TOKEN_PARAM],
+                "responses": {"200": _json("the dashboard's document"),
+                              "401": _error("missing or wrong token")}}},
             "/admin/reload": {"post": {
                 "summary": "Re-read the registry now",
                 "security": [{"bearer": []}],

@@ -12,11 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from flywheel.core.errors import CompileError
+from flywheel.core.errors import CompileError, ExplanationError
 from flywheel.core.spec import Task
 from flywheel.data import DataSchema
 from flywheel.evaluation import predict_scores
-from flywheel.features import compile_predictor
+from flywheel.features import ContributionExplainer, compile_predictor, contribution_explainer
 
 log = logging.getLogger("flywheel.serving")
 
@@ -48,6 +48,12 @@ class LoadedModel:
     predictor: RowPredictor
     fast: bool
     """True when the compiled predictor answers (verified against the pipeline)."""
+    form: str = "pipeline"
+    """What answers: ``compiled``, ``onnx`` (onnxruntime) or ``pipeline``."""
+    explainer: ContributionExplainer | None = None
+    """Exact per-column contributions (LightGBM models); None: see ``unexplained``."""
+    unexplained: str | None = None
+    """Why this version cannot be explained, when it cannot."""
 
     @property
     def features(self) -> list[str]:
@@ -63,16 +69,22 @@ class LoadedModel:
 
 
 def build_loaded_model(name: str, version: str, model: Any, schema: DataSchema,
-                       tags: Mapping[str, str]) -> LoadedModel:
+                       tags: Mapping[str, str], *, onnx: RowPredictor | None = None
+                       ) -> LoadedModel:
     """Wrap a loaded pipeline, compiling it to the fast form when possible.
 
     The compiled form answers only if it was verified at registration (version tag
-    ``flywheel.compiled.verified``); otherwise the pipeline does.
+    ``flywheel.compiled.verified``); otherwise the pipeline does. ``onnx`` (the verified ONNX
+    graph, for ``serving.runtime: onnx``) answers instead of both when given.
     """
     task: Task = tags.get("flywheel.task", schema.task)  # type: ignore[assignment]
     _single_thread(model)
+    explained = _explainer(model, schema, task, version)
     classes = tuple(json.loads(tags.get("flywheel.classes", "[]")))
     columns = schema.feature_columns
+    if onnx is not None:
+        return LoadedModel(name=name, version=version, task=task, schema=schema,
+                           classes=classes, predictor=onnx, fast=True, form="onnx", **explained)
     predictor: RowPredictor = PipelinePredictor(model, columns, task)
     fast = False
     try:
@@ -86,7 +98,17 @@ def build_loaded_model(name: str, version: str, model: Any, schema: DataSchema,
             log.warning("version %s serves through the pipeline: its compiled form was not "
                         "verified", version)
     return LoadedModel(name=name, version=version, task=task, schema=schema, classes=classes,
-                       predictor=predictor, fast=fast)
+                       predictor=predictor, fast=fast, form="compiled" if fast else "pipeline",
+                       **explained)
+
+
+def _explainer(model: Any, schema: DataSchema, task: Task, version: str) -> dict[str, Any]:
+    """``explainer`` or ``unexplained`` for ``LoadedModel``."""
+    try:
+        return {"explainer": contribution_explainer(model, schema, task=task,
+                                                    version=f"version {version}")}
+    except ExplanationError as exc:
+        return {"unexplained": exc.reason}
 
 
 def _single_thread(model: Any) -> None:

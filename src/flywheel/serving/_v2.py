@@ -277,20 +277,26 @@ def _values(tensor: dict[str, Any], datatype: str, chunk: bytes | None, where: l
     return data
 
 
+def output_tensors(served: ServedModel, predictions: list[Any],
+                   probabilities: list[list[float]] | None
+                   ) -> dict[str, tuple[str, list[int], list[Any]]]:
+    """The model's outputs for an answer, by name: (datatype, shape, values flattened), the
+    same over HTTP and gRPC."""
+    n = len(predictions)
+    if probabilities is None:
+        return {"predictions": ("FP64", [n], predictions)}
+    return {"predictions": ("BYTES", [n], predictions),
+            "probabilities": ("FP64", [n, len(served.model.classes)],
+                              [p for row in probabilities for p in row])}
+
+
 def v2_response(served: ServedModel, request: V2Request, request_id: str,
                 predictions: list[Any], probabilities: list[list[float]] | None
                 ) -> tuple[bytes, int | None]:
     """The response body, and the length of its JSON header when binary outputs follow it
     (None: the body is all JSON)."""
     model = served.model
-    n = len(predictions)
-    tensors: dict[str, tuple[str, list[int], list[Any]]] = {}
-    if probabilities is None:
-        tensors["predictions"] = ("FP64", [n], predictions)
-    else:
-        tensors["predictions"] = ("BYTES", [n], predictions)
-        tensors["probabilities"] = ("FP64", [n, len(model.classes)],
-                                    [p for row in probabilities for p in row])
+    tensors = output_tensors(served, predictions, probabilities)
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, binary in request.outputs:

@@ -5,8 +5,11 @@ by plain ASGI code: at the target of well under a millisecond per request, a fra
 request objects, routing and response classes would cost more than the model does. The other
 endpoints are few and simple and share the same dispatch table.
 
-Endpoints: POST /predict, POST /feedback, GET /healthz, /readyz, /metrics, /openapi.json,
-POST /admin/reload (token), and the Open Inference Protocol v2 under /v2.
+Endpoints: POST /predict, POST /explain, POST /feedback, GET /healthz, /readyz, /metrics,
+/openapi.json, GET /dashboard and /dashboard.json (``_dashboard.py``), POST /admin/reload
+(token), and the Open Inference Protocol v2 under /v2; given a
+gRPC address, the same protocol over gRPC on the same event loop (``_grpc.py``, through
+``v2_infer``).
 
 While a rollout runs (the state the model store reads from the registry), ``/predict`` and the
 model's ``infer`` go through ``RolloutResponder`` (``_routed.py``): the router picks the version,
@@ -29,7 +32,10 @@ import orjson
 
 from flywheel._version import __version__
 from flywheel.predlog import PredictionLog
+from flywheel.serving._auth import ClientLimiter, TokenCheck
 from flywheel.serving._batching import Batcher
+from flywheel.serving._dashboard import DASHBOARD_PATHS, DashboardRoutes
+from flywheel.serving._explain import explain_flag, explanations
 from flywheel.serving._feedback import feedback_items
 from flywheel.serving._http import (
     BINARY_HEADER,
@@ -52,13 +58,16 @@ from flywheel.serving._metrics import ServingMetrics
 from flywheel.serving._models import ModelStore, ServedModel
 from flywheel.serving._openapi import openapi_document
 from flywheel.serving._routed import RolloutResponder
-from flywheel.serving._v2 import V2Error, v2_metadata, v2_request, v2_response
+from flywheel.serving._v2 import V2Error, V2Request, v2_metadata, v2_request, v2_response
 from flywheel.serving._v2_binary import BINARY_EXTENSION, HEADER_LENGTH, BinaryProblem, split_body
 
 log = logging.getLogger("flywheel.serving")
 
 
 MAX_BODY_BYTES = 1 << 20
+_UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live",
+                        "/v2/health/ready"})
+"""Probes and scrapes: never counted against a client's limit of requests in flight."""
 _V2_MODEL = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?$")
 
@@ -72,12 +81,20 @@ class ServingApp:
         admin_token: Required (as ``Authorization: Bearer <token>``) by state-changing
             endpoints other than predict, infer and feedback.
         max_body_bytes: Larger request bodies get 413.
+        dashboard: ``GET /dashboard`` and ``/dashboard.json`` (None: not served).
+        auth: API tokens on /predict (and OIP infer) and /feedback (``serving.auth``).
+        client_limit: Requests one client address may have in flight; more get 429.
     """
 
     def __init__(self, store: ModelStore, *, prediction_log: PredictionLog | None = None,
                  admin_token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 max_batch_rows: int = 512, background: Sequence[Any] = ()) -> None:
+                 max_batch_rows: int = 512, background: Sequence[Any] = (),
+                 grpc_address: str | None = None, dashboard: DashboardRoutes | None = None,
+                 auth: TokenCheck | None = None, client_limit: int | None = None) -> None:
         self.store = store
+        self.dashboard = dashboard
+        self.auth = auth
+        self.limiter = ClientLimiter(client_limit) if client_limit else None
         self.log = prediction_log
         self.admin_token = admin_token
         self.max_body_bytes = max_body_bytes
@@ -86,8 +103,13 @@ class ServingApp:
         self.rollout = RolloutResponder(self.batcher, prediction_log, self.metrics)
         self.background = tuple(background)
         """Started with the server and stopped with it (the rollout controller's driver)."""
+        self.grpc_address = grpc_address
+        """``HOST:PORT`` of the Open Inference Protocol over gRPC (None: HTTP only)."""
+        self.grpc: Any = None
+        """The running ``GrpcService`` (``_grpc.py``), once started."""
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple[int, Any]]]] = {
             ("POST", "/feedback"): self._feedback,
+            ("POST", "/explain"): self._explain,
             ("GET", "/healthz"): self._live,
             ("GET", "/readyz"): self._ready,
             ("GET", "/v2/health/live"): self._live,
@@ -117,11 +139,14 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.startup()
+                    await self.start_grpc()
                 except Exception as exc:  # noqa: BLE001 - reported to uvicorn, which exits
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.grpc is not None:
+                    await self.grpc.stop()
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -146,6 +171,17 @@ class ServingApp:
         gc.collect()
         gc.freeze()
 
+    async def start_grpc(self) -> None:
+        """Serve the Open Inference Protocol over gRPC on ``grpc_address``, on this event loop
+        (so gRPC and HTTP requests share the batcher), if one is given."""
+        if self.grpc_address is None:
+            return
+        # grpcio is imported only here: the HTTP-only server never loads it.
+        from flywheel.serving._grpc import GrpcService
+
+        self.grpc = GrpcService(self, self.grpc_address)
+        await self.grpc.start()
+
     def shutdown(self) -> None:
         for task in self.background:
             task.stop()
@@ -158,7 +194,15 @@ class ServingApp:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         version, headers = "-", JSON_HEADERS
+        client, endpoint = None, self._labels.get(path, "other")
         try:
+            if self.limiter is not None and path not in _UNLIMITED:
+                client = self.limiter.acquire(scope)
+            if path in DASHBOARD_PATHS and self.dashboard is not None:
+                served = {a: m.version for a, m in self.store.by_alias.items()}
+                status = await self.dashboard.answer(scope, send, served)
+                self.metrics.request("dashboard", "-", status, time.perf_counter() - started)
+                return
             if path == "/predict" and method == "POST":
                 endpoint = "predict"
                 status, payload, version = await self._predict(scope, receive, started)
@@ -188,22 +232,39 @@ class ServingApp:
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client
             log.exception("unexpected error answering %s %s", method, path)
             status, body = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+        finally:
+            if client is not None:
+                self.limiter.release(client)  # type: ignore[union-attr]
         await send_response(send, status, body, headers)
         self.metrics.request(endpoint, version, status, time.perf_counter() - started)
 
     # Prediction --------------------------------------------------------------------------
 
-    async def _predict(self, scope: Scope, receive: Receive,
-                       started: float) -> tuple[int, bytes, str]:
+    async def _default_records(self, scope: Scope, receive: Receive
+                               ) -> tuple[ServedModel, Any, bool, list[dict[str, Any]],
+                                          list[dict[str, Any]]]:
+        """The default version and the request's records checked against its features: the
+        version, the body (``explain`` taken out), the ``explain`` flag, records, warnings.
+
+        Raises:
+            HttpError: 503 before any model is loaded; 422 listing every input problem.
+        """
         served = self.store.default
         if served is None:
             raise HttpError(503, "no model is loaded yet; see /readyz")
-        body = await self._json(scope, receive)
+        body, explain = explain_flag(await self._json(scope, receive), served.model.features)
         try:
             records, warnings = served.checker.records(body)
         except InputProblems as exc:
             raise HttpError(422, "the input does not match the model's features",
                             exc.problems) from None
+        return served, body, explain, records, warnings
+
+    async def _predict(self, scope: Scope, receive: Receive,
+                       started: float) -> tuple[int, bytes, str]:
+        if self.auth is not None:
+            self.auth.check(scope, "predict")
+        served, body, explain, records, warnings = await self._default_records(scope, receive)
         request_id = request_id_of(scope)
         served, predictions, probabilities = await self._respond(
             scope, served, body, records, request_id, started)
@@ -214,6 +275,8 @@ class ServingApp:
             payload["probabilities"] = probabilities
         if warnings:
             payload["warnings"] = warnings
+        if explain:  # the version that answered explains its own prediction
+            payload.update(explanations(served, records))
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
 
     async def _respond(self, scope: Scope, served: ServedModel, body: Any,
@@ -274,11 +337,13 @@ class ServingApp:
         wanted = "POST" if tail == "/infer" else "GET"
         if method != wanted:
             raise not_allowed(method, path, [wanted])
-        served = self._v2_served(match["name"], match["version"])
+        served = self.v2_served(match["name"], match["version"])
         if tail is None:
             return 200, v2_metadata(served), served.version, JSON_HEADERS
         if tail == "/ready":
             return 200, {"name": match["name"], "ready": True}, served.version, JSON_HEADERS
+        if self.auth is not None:  # infer is a prediction: the same token as /predict
+            self.auth.check(scope, "predict")
         raw = decoded_body(await read_body(scope, receive, self.max_body_bytes),
                            header_value(scope, b"content-encoding"), self.max_body_bytes)
         try:
@@ -286,20 +351,13 @@ class ServingApp:
         except BinaryProblem as exc:
             raise HttpError(400, str(exc)) from None
         try:
-            request = v2_request(orjson.loads(header), binary, served)
+            parsed = orjson.loads(header)
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"the body is not valid JSON: {exc} (binary tensors need the "
                                  "Inference-Header-Content-Length header)") from None
-        except V2Error as exc:
-            raise HttpError(400, str(exc), exc.problems) from None
-        except InputProblems as exc:
-            raise HttpError(422, "the inputs do not match the model's features",
-                            exc.problems) from None
-        request_id = request.id or request_id_of(scope)
         # The model's own endpoint follows the rollout, like /predict; a named version does not.
-        served, predictions, probabilities = await self._respond(
-            scope, served, request.records, request.records, request_id, started,
-            follow_rollout=match["version"] is None)
+        served, request, request_id, predictions, probabilities = await self.v2_infer(
+            scope, served, parsed, binary, started, follow_rollout=match["version"] is None)
         body, header_length = v2_response(served, request, request_id, predictions,
                                           probabilities)
         if header_length is None:
@@ -307,7 +365,38 @@ class ServingApp:
         return 200, body, served.version, [BINARY_HEADER,
                                             (HEADER_LENGTH, str(header_length).encode())]
 
-    def _v2_served(self, name: str, version: str | None) -> ServedModel:
+    async def v2_infer(self, scope: Scope, served: ServedModel, body: Any, binary: bytes,
+                       started: float, *, follow_rollout: bool
+                       ) -> tuple[ServedModel, V2Request, str, list[Any], Any]:
+        """One Open Inference Protocol inference, over HTTP or gRPC (``_grpc.py``): the
+        request (its JSON form ``body`` and ``binary`` data) checked, answered as
+        ``_respond`` answers, counted and logged; (the version that answered, the checked
+        request, its id, predictions, probabilities or None).
+
+        Raises:
+            HttpError: 400 for a malformed request, 422 for inputs that do not fit the
+                model's features or that it cannot score.
+        """
+        try:
+            request = v2_request(body, binary, served)
+        except V2Error as exc:
+            raise HttpError(400, str(exc), exc.problems) from None
+        except InputProblems as exc:
+            raise HttpError(422, "the inputs do not match the model's features",
+                            exc.problems) from None
+        request_id = request.id or request_id_of(scope)
+        served, predictions, probabilities = await self._respond(
+            scope, served, request.records, request.records, request_id, started,
+            follow_rollout=follow_rollout)
+        return served, request, request_id, predictions, probabilities
+
+    def v2_served(self, name: str, version: str | None) -> ServedModel:
+        """The loaded model ``name`` names: ``version``, or the default (the champion).
+
+        Raises:
+            HttpError: 404 for another model or a version not loaded, 503 before a model is
+                loaded.
+        """
         if name != self.store.registry.model_name:
             raise HttpError(404, f"unknown model {name!r}; this server serves "
                                  f"{self.store.registry.model_name!r}")
@@ -326,6 +415,8 @@ class ServingApp:
     # Other endpoints -------------------------------------------------------------------
 
     async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        if self.auth is not None:
+            self.auth.check(scope, "feedback")
         body = await self._json(scope, receive)
         try:
             items = feedback_items(body, self.store.by_version.values())
@@ -336,6 +427,22 @@ class ServingApp:
             accepted = self.log.append_feedback(items)
         return 202, {"accepted": accepted}
 
+    async def _explain(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        """Predictions and their explanations from the default version; not logged or
+        routed (``"explain": true`` on /predict explains live traffic)."""
+        served, _, _, records, warnings = await self._default_records(scope, receive)
+        explained = explanations(served, records)
+        predictions, probabilities = served.answer(records)
+        payload: dict[str, Any] = {"request_id": request_id_of(scope),
+                                   "model_version": served.version,
+                                   "predictions": predictions}
+        if probabilities is not None:
+            payload["classes"] = served.model.classes
+            payload["probabilities"] = probabilities
+        if warnings:
+            payload["warnings"] = warnings
+        return 200, {**payload, **explained}
+
     async def _live(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         return 200, {"live": True}
 
@@ -345,6 +452,13 @@ class ServingApp:
         payload = {"ready": ready, "models": loaded}
         if self.store.last_error:
             payload["registry"] = self.store.last_error
+        features = self.store.feature_stats()
+        if features:  # online-feature lookups and misses (imputed), per version
+            payload["features"] = features
+        for task in self.background:  # such as the rollout controller: is this one leading
+            readiness = getattr(task, "readiness", None)
+            if callable(readiness):
+                payload.update(readiness())
         state, router = self.store.rollout, self.rollout.router
         if state is not None and state.running and router.plan is not None:
             payload["rollout"] = {  # as applied by this worker's router

@@ -34,3 +34,15 @@ def require_binary(*names: str, install: str) -> str:
     if under_ci():
         pytest.fail(f"{message} (CI=true: a missing binary fails instead of skipping)")
     pytest.skip(message)
+
+
+def require_postgres() -> None:
+    """Skip (or fail under CI) unless PostgreSQL's server binaries can be found."""
+    from flywheel.testing._postgres import INSTALL_HINT, find_postgres_bindir
+
+    if find_postgres_bindir() is not None:
+        return
+    message = f"needs initdb and pg_ctl; install {INSTALL_HINT}"
+    if under_ci():
+        pytest.fail(f"{message} (CI=true: a missing binary fails instead of skipping)")
+    pytest.skip(message)

@@ -23,16 +23,23 @@ class MlflowServer:
     Args:
         root: A folder the server owns (its SQLite store and artifacts go there).
         backend_store_uri: The server's store; SQLite in ``root`` when not given.
+        artifacts_destination: Where the server keeps the artifacts it proxies (``s3://…`` for
+            an object store); a folder in ``root`` when not given.
+        env: Extra environment for the server (object-store credentials and endpoint).
 
     Use as a context manager; ``uri`` is the tracking URI clients use.
     """
 
-    def __init__(self, root: Path, *, backend_store_uri: str | None = None) -> None:
+    def __init__(self, root: Path, *, backend_store_uri: str | None = None,
+                 artifacts_destination: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'server.db'}"
         self.artifacts = root / "server-artifacts"
+        self.artifacts_destination = artifacts_destination or self.artifacts.as_uri()
+        self.env = env or {}
         self.log_file = root / "mlflow-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -48,8 +55,9 @@ class MlflowServer:
             self._proc = subprocess.Popen(
                 [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port),
                  "--workers", "1", "--backend-store-uri", self.backend_store_uri,
-                 "--serve-artifacts", "--artifacts-destination", self.artifacts.as_uri()],
-                stdout=log, stderr=log, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+                 "--serve-artifacts", "--artifacts-destination", self.artifacts_destination],
+                stdout=log, stderr=log,
+                env={**os.environ, **self.env, "MLFLOW_TRACKING_URI": ""})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

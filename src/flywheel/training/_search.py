@@ -1,8 +1,10 @@
 """The Optuna search: learner and hyper-parameters scored by cross-validation.
 
-The study lives in an RDB storage (``.flywheel/optuna.db`` by default) under a name derived
+The study lives in the storage ``training.search.storage`` names (``_storage``:
+``.flywheel/optuna.db`` embedded, the tracking database on PostgreSQL) under a name derived
 from the data and the search-relevant spec, so running ``flywheel train`` again after an
-interruption resumes it. Parallel trials are separate processes optimizing the same study.
+interruption resumes it, and a process on another host with the same spec and data joins it.
+Parallel trials are separate processes optimizing the same study.
 
 The time budget is a deadline, not a hint: a trial still running when it passes is stopped
 (between LightGBM's boosting rounds or the learner's own Python steps, by ``SIGALRM`` in a
@@ -38,6 +40,9 @@ from flywheel.features import build_feature_pipeline
 from flywheel.training._candidates import EARLY_STOPPING_ROUNDS, Learner, resolve_learners
 from flywheel.training._cv import Fold
 from flywheel.training._deadline import Deadline, alarm, cut_short
+from flywheel.training._ensemble import OofStore
+from flywheel.training._storage import is_shared_storage, open_storage
+from flywheel.training._warm_start import WARM_START_ATTR, WarmStart
 
 try:
     from lightgbm import LGBMModel
@@ -62,6 +67,8 @@ class SearchProblem:
     storage_url: str
     study_name: str
     n_jobs: int
+    warm_start: WarmStart | None = None
+    """Enqueued as the first trial when the study holds none yet (a retraining's champion)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +104,9 @@ class SearchResult:
     deadline_hit: bool = False
     """Whether the time budget ended the search (a running trial may have been stopped)."""
     duration_s: float = 0.0
+    oof: OofStore | None = None
+    """Out-of-fold predictions of the trials this process ran (``training.ensemble.size`` above
+    1 only); the ensemble selection scores the other candidates again."""
 
 
 class _FoldCache:
@@ -136,9 +146,7 @@ def make_study(problem: SearchProblem, *, seed: int, create: bool = True) -> opt
         sampler = optuna.samplers.GridSampler(space, seed=seed)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
               if spec.search.pruning else optuna.pruners.NopPruner())
-    storage = optuna.storages.RDBStorage(
-        problem.storage_url, engine_kwargs={"connect_args": {"timeout": 60}}
-    ) if problem.storage_url.startswith("sqlite") else problem.storage_url
+    storage = open_storage(problem.storage_url, problem.spec)
     return optuna.create_study(
         storage=storage, study_name=problem.study_name, sampler=sampler, pruner=pruner,
         direction="maximize" if metric.greater_is_better else "minimize",
@@ -150,11 +158,17 @@ def _metric(problem: SearchProblem) -> Metric:
     return get_metric(problem.spec.target.task, problem.metric_name)
 
 
-def make_objective(problem: SearchProblem, deadline: float | None = None
-                   ) -> Callable[[optuna.Trial], float]:
+KeepOof = Callable[[optuna.Trial, str, float, np.ndarray], None]
+"""(trial, learner, CV score, out-of-fold predictions) of a trial that finished every fold."""
+
+
+def make_objective(problem: SearchProblem, deadline: float | None = None, *,
+                   keep: KeepOof | None = None) -> Callable[[optuna.Trial], float]:
     """The function Optuna maximizes or minimizes: the metric's mean across folds.
 
     Past ``deadline`` (``time.time()``) a running trial stops; see the module docstring.
+    ``keep`` receives the out-of-fold predictions of every trial that scored all its folds
+    (rows in no validation fold are NaN), for the ensemble selection.
     """
     spec = problem.spec.training
     task = problem.spec.target.task
@@ -172,6 +186,7 @@ def make_objective(problem: SearchProblem, deadline: float | None = None
         params = learner.suggest(trial, grid=grid)
         fold_metrics: list[dict[str, float]] = []
         best_rounds: list[int] = []
+        oof = _empty_oof(len(problem.y), n_classes) if keep is not None else None
         try:
             for k in range(len(problem.folds)):
                 train, valid = problem.folds[k]
@@ -189,6 +204,8 @@ def make_objective(problem: SearchProblem, deadline: float | None = None
                                      best_rounds)
                 if rounds is not None:
                     best_rounds.append(rounds)
+                if oof is not None:
+                    oof[valid] = prediction
                 scores = compute_metrics(task, y_valid, prediction)
                 if not np.isfinite(scores[metric.name]):
                     raise TrainingError(f"{metric.name} is not finite on fold {k + 1}")
@@ -208,9 +225,16 @@ def make_objective(problem: SearchProblem, deadline: float | None = None
             k = len(problem.folds)
             # The refit sees k/(k-1) times the rows of a fold's training part.
             trial.set_user_attr("n_estimators", int(np.mean(best_rounds) * k / max(1, k - 1)))
+        if keep is not None and oof is not None:
+            keep(trial, name, float(summary[metric.name]), oof)
         return float(summary[metric.name])
 
     return objective
+
+
+def _empty_oof(rows: int, n_classes: int) -> np.ndarray:
+    shape = (rows,) if n_classes == 0 else (rows, n_classes)
+    return np.full(shape, np.nan, dtype=np.float32)
 
 
 def _fit(estimator: Any, learner: Learner, x_train: np.ndarray, y_train: np.ndarray,
@@ -255,7 +279,8 @@ def study_progress(problem: SearchProblem) -> tuple[int, int | None]:
     """(finished trials, the best trial's number or None) of the problem's study as stored,
     without creating it."""
     try:
-        study = optuna.load_study(study_name=problem.study_name, storage=problem.storage_url)
+        study = optuna.load_study(study_name=problem.study_name,
+                                  storage=open_storage(problem.storage_url, problem.spec))
     except KeyError:  # no such study yet
         return 0, None
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -263,6 +288,45 @@ def study_progress(problem: SearchProblem) -> tuple[int, int | None]:
         return finished, study.best_trial.number
     except ValueError:
         return finished, None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchStart:
+    """Where a search begins: the study, its trial cap and deadline, the trials already done."""
+
+    study: optuna.Study
+    total: int | None
+    """The trial count to reach (None: until the deadline)."""
+    timeout: float | None
+    deadline: float | None
+    """Wall-clock time (``time.time()``) the trials must end by, or None."""
+    started: float
+    """``time.monotonic()`` when the search began."""
+    done: int
+    """Finished trials the study already held (resume)."""
+    remaining: int
+    """Trials still to run (1 when there is no cap: run until the deadline)."""
+
+
+def begin_search(problem: SearchProblem, *, n_trials: int | None,
+                 timeout: float | None) -> SearchStart:
+    """Open the study for ``problem`` and work out its cap, deadline and what is left; trials
+    a killed run left RUNNING are failed first, unless the study is shared (its heartbeats do
+    that, and another host's workers may be running them)."""
+    spec = problem.spec.training.search
+    total = n_trials or spec.trials
+    timeout = timeout if timeout is not None else spec.timeout_seconds
+    started = time.monotonic()
+    deadline = time.time() + timeout if timeout is not None else None
+    study = make_study(problem, seed=spec.seed)
+    if not is_shared_storage(problem.storage_url):
+        mark_stale_trials_failed(study)
+    warm = problem.warm_start
+    if warm is not None and not study.get_trials(deepcopy=False):
+        study.enqueue_trial(warm.params, user_attrs={WARM_START_ATTR: warm.source})
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = 1 if total is None else max(0, total - done)
+    return SearchStart(study, total, timeout, deadline, started, done, remaining)
 
 
 def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], None] | None = None,
@@ -286,14 +350,9 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
     # own warning would print a traceback per failure, and one on Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = problem.spec.training.search
-    total = n_trials or spec.trials
-    timeout = timeout if timeout is not None else spec.timeout_seconds
-    started = time.monotonic()
-    deadline = time.time() + timeout if timeout is not None else None
-    study = make_study(problem, seed=spec.seed)
-    mark_stale_trials_failed(study)
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    remaining = 1 if total is None else max(0, total - done)
+    begun = begin_search(problem, n_trials=n_trials, timeout=timeout)
+    study, total, timeout, deadline = begun.study, begun.total, begun.timeout, begun.deadline
+    started, done, remaining = begun.started, begun.done, begun.remaining
     workers: list[multiprocessing.process.BaseProcess] = []
     if remaining and spec.parallel > 1:
         ctx = multiprocessing.get_context("spawn")
@@ -304,6 +363,7 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
             workers.append(proc)
 
     seen: set[int] = set(recorded)
+    store = oof_store(problem)
 
     def record_new(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         finished = study.get_trials(deepcopy=False, states=FINISHED)
@@ -321,7 +381,9 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
 
     try:
         if remaining and (deadline is None or time.time() < deadline):
-            study.optimize(make_objective(problem, deadline), timeout=_left(deadline),
+            study.optimize(make_objective(problem, deadline,
+                                          keep=None if store is None else store.keep),
+                           timeout=_left(deadline),
                            catch=(Exception,), callbacks=[*_cap(total), report],
                            gc_after_trial=False)
         for proc in workers:
@@ -334,8 +396,18 @@ def run_search(problem: SearchProblem, *, on_trial: Callable[[TrialProgress], No
                 proc.terminate()
                 proc.join(timeout=10)
     hit = deadline is not None and time.time() >= deadline
-    return _result(study, problem, resumed=done, timeout=timeout if hit else None,
-                   duration_s=time.monotonic() - started)
+    result = _result(study, problem, resumed=done, timeout=timeout if hit else None,
+                     duration_s=time.monotonic() - started)
+    return dataclasses.replace(result, oof=store)
+
+
+def oof_store(problem: SearchProblem) -> OofStore | None:
+    """An empty store for the trials' out-of-fold predictions when the spec asks for an
+    ensemble (``training.ensemble.size`` above 1), else None."""
+    ensemble = problem.spec.training.ensemble
+    if ensemble.size <= 1:
+        return None
+    return OofStore(ensemble.candidates, greater_is_better=_metric(problem).greater_is_better)
 
 
 def _left(deadline: float | None) -> float | None:

@@ -62,7 +62,7 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(
     def crash(src: str, dst: object) -> None:
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr("flywheel.core.workspace.os.replace", crash)
+    monkeypatch.setattr("flywheel.core.atomic.os.replace", crash)
     with pytest.raises(OSError):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"

@@ -40,6 +40,15 @@ def test_corrupted_copy_fails_with_each_column_and_check_named(mixed: pd.DataFra
     assert by_check["out_of_range"].failed == 5 and by_check["out_of_range"].examples == ("10000",)
 
 
+def test_a_missing_column_no_model_reads_is_a_warning_not_an_error(mixed: pd.DataFrame) -> None:
+    schema = infer_schema(mixed.assign(season=1), "label")
+    assert schema.columns["season"].role == "constant"
+    report = validate_frame(mixed, schema)
+    assert report.ok
+    (warning,) = [f for f in report.failures if f.where == "season"]
+    assert warning.check == "missing_column" and warning.severity == "warning"
+
+
 def test_unseen_categories_below_the_rate_limit_pass(mixed: pd.DataFrame, schema: DataSchema) -> None:
     bad = mixed.copy()
     bad.loc[bad.index[:2], "colour"] = "purple"  # 0.5 %, under the default 1 %

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def _report() -> DeliveryReport:
         model="flights", metric="roc_auc", higher_is_better=True, champion="2", baseline_version="1",
         periods=periods, deployed=0.73, baseline=0.68, predictions=70_000, requests=7_000,
         answered=70_000, failed=0, client_failed=0, p50_ms=0.4, p99_ms=1.2,
-        throughput_rps=900.0, events=(trigger,), decisions=(promoted,), notes=())
+        throughput_rps=900.0, events=(trigger,), decisions=(promoted,), notes=(),
+        comparison={"gain": 0.05, "low": 0.04, "high": 0.06, "confidence": 0.95,
+                    "rows": 60_000, "method": "delong", "p_value": 1e-9})
 
 
 def test_summary_names_version_speed_reliability_triggers_and_the_baseline() -> None:
@@ -32,7 +35,29 @@ def test_summary_names_version_speed_reliability_triggers_and_the_baseline() -> 
     assert text.startswith("Deployed model version 2 at roc_auc 0.760 (2013-12) with 1.20 ms p99")
     assert "70,000 predictions at 100.00% success" in text
     assert "1 retraining trigger(s), 1 of them drift (2013-05)" in text
-    assert "better than 0.6800 for version 1 never retrained" in text
+    assert ("better than 0.6800 for version 1 never retrained (difference +0.0500, 95% CI "
+            "+0.0400 to +0.0600, paired over 60,000 rows)") in text
+
+
+def test_the_summary_claims_no_gain_when_the_paired_interval_spans_zero() -> None:
+    report = dataclasses.replace(_report(), comparison={
+        "gain": 0.01, "low": -0.002, "high": 0.022, "confidence": 0.95, "rows": 900,
+        "method": "bootstrap", "p_value": 0.2})
+    text = report.summary()
+    assert "no measurable gain over 0.6800 for version 1 never retrained" in text
+    assert "better than" not in text
+
+
+def test_the_summary_says_worse_when_the_interval_is_below_zero() -> None:
+    report = dataclasses.replace(_report(), deployed=0.66, comparison={
+        "gain": -0.02, "low": -0.03, "high": -0.01, "confidence": 0.95, "rows": 900,
+        "method": "delong", "p_value": 0.001})
+    assert "0.6600, worse than 0.6800" in report.summary()
+
+
+def test_without_an_interval_the_summary_claims_nothing() -> None:
+    text = dataclasses.replace(_report(), comparison=None).summary()
+    assert "no gain is claimed" in text and "better than" not in text
 
 
 def test_markdown_and_html_hold_the_period_table_and_the_decisions() -> None:

@@ -25,6 +25,11 @@ def test_the_spec_hash_covers_what_shapes_the_model_and_nothing_else() -> None:
     assert spec_hash_of(_spec(training={"learners": ["linear"]})) != base
 
 
+def test_running_the_search_on_ray_keeps_the_spec_hash_so_the_study_resumes() -> None:
+    ray = {"backend": "ray", "ray_address": "127.0.0.1:6379", "workers": 8}
+    assert spec_hash_of(_spec(training={"search": ray})) == spec_hash_of(_spec())
+
+
 def test_a_timeout_without_a_trial_count_lifts_the_trial_count() -> None:
     spec = _spec()
     assert with_overrides(spec, timeout=300, until_budget=True).training.search.trials is None

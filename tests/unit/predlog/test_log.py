@@ -156,21 +156,26 @@ def test_background_thread_writes_within_the_flush_interval(tmp_path) -> None:
         log.close()
 
 
-def test_a_torn_last_batch_is_skipped_and_earlier_batches_stay_readable(tmp_path) -> None:
+@pytest.mark.usefixtures("one_file_per_flush")
+def test_a_torn_file_is_skipped_with_a_warning_and_the_other_files_stay_readable(
+        tmp_path, caplog) -> None:
     log = _log(tmp_path)
     for rid in ("a", "b"):
         log.append(LAYOUT, rid, time.time(), "1", 1.0, [{"tenure": 3, "plan": "p"}], ["no"],
                    [[0.5, 0.5]])
         log.flush()
     log.close()
-    segment = next((tmp_path / "predictions").glob("pred-*.arrows"))
-    data = segment.read_bytes()
-    segment.write_bytes(data[: len(data) - 40])
+    files = sorted((tmp_path / "predictions").glob("kind=predictions/*/*/*.parquet"))
+    assert len(files) == 2
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[: len(data) - 40])
     frame = read_predictions(tmp_path / "predictions")
     assert frame["request_id"].tolist() == ["a"]
+    assert "unreadable" in caplog.text
 
 
-def test_segments_without_arm_and_error_columns_read_as_champion(tmp_path) -> None:
+def test_a_flat_log_of_an_earlier_version_is_moved_into_partitions_and_reads_the_same(
+        tmp_path) -> None:
     folder = tmp_path / "predictions"
     folder.mkdir()
     schema = pa.schema([("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
@@ -180,8 +185,11 @@ def test_segments_without_arm_and_error_columns_read_as_champion(tmp_path) -> No
         writer.write_batch(pa.record_batch([pa.array(["old"]), pa.array([0], pa.timestamp(
             "us", tz="UTC")), pa.array(["1"]), pa.array(["no"])], schema=schema))
     frame = read_predictions(folder)
+    assert frame["request_id"].tolist() == ["old"]
     assert frame["arm"].tolist() == ["champion"]
     assert frame["error"].isna().all()
+    assert not list(folder.glob("*.arrows"))
+    assert list(folder.glob("kind=predictions/date=1970-01-01/hour=00/legacy-pred-old-0-0000.parquet"))
 
 
 def test_event_time_is_kept_when_given_and_defaults_to_the_request_time(tmp_path) -> None:
@@ -209,7 +217,11 @@ def test_two_logs_opened_in_one_process_keep_separate_files(tmp_path) -> None:
 
 
 def _spools(folder) -> list:
-    return sorted(folder.glob("spool-*.jsonl"))
+    return sorted((folder / "_spool").glob("spool-*.jsonl"))
+
+
+def _files(folder) -> list:
+    return sorted(folder.glob("kind=*/date=*/hour=*/*.parquet"))
 
 
 def _append(log: PredictionLog, rid: str) -> None:
@@ -228,13 +240,17 @@ def test_rows_not_yet_converted_are_read_from_the_spool_and_once_after_conversio
     assert len(_spools(folder)) == 2
     assert read_predictions(folder)[["request_id", "label"]].values.tolist() == [["a", "yes"]]
     copies = {p.name: p.read_bytes() for p in _spools(folder)}
-    assert Converter(folder, "other").convert(Converter(folder, "other").orphans(0)) == 2
-    assert _spools(folder) == [] and list(folder.glob("pred-other-*.arrows"))
+    spool = folder / "_spool"
+    other = Converter(spool, folder, "other")
+    assert other.convert(other.orphans(0)) == 2
+    assert _spools(folder) == [] and len(_files(folder)) == 2
     for name, data in copies.items():  # converted a second time by a converter killed late
-        (folder / name).write_bytes(data)
-    Converter(folder, "third").convert(_spools(folder))
+        (spool / name).write_bytes(data)
+    assert read_predictions(folder)[["request_id", "label"]].values.tolist() == [["a", "yes"]]
+    Converter(spool, folder, "third").convert(_spools(folder))
     frame = read_predictions(folder)
     assert frame[["request_id", "label"]].values.tolist() == [["a", "yes"]]
+    assert len(_files(folder)) == 2
 
 
 def test_an_unreadable_spool_file_is_skipped_and_set_aside(tmp_path) -> None:
@@ -242,10 +258,10 @@ def test_an_unreadable_spool_file_is_skipped_and_set_aside(tmp_path) -> None:
     log = _log(tmp_path)
     _append(log, "a")
     log.close()
-    (folder / "spool-9-x-0000000001-pred0.jsonl").write_bytes(b"not json\n{}\n")
+    (folder / "_spool" / "spool-9-x-0000000001-pred0.jsonl").write_bytes(b"not json\n{}\n")
     assert read_predictions(folder)["request_id"].tolist() == ["a"]
-    Converter(folder, "adopter").convert(_spools(folder))
-    assert _spools(folder) == [] and list(folder.glob("*.unreadable"))
+    Converter(folder / "_spool", folder, "adopter").convert(_spools(folder))
+    assert _spools(folder) == [] and list((folder / "_spool").glob("*.unreadable"))
     assert read_predictions(folder)["request_id"].tolist() == ["a"]
 
 
@@ -257,7 +273,7 @@ def test_the_converter_process_drains_the_spool_after_a_graceful_stop(tmp_path) 
     log.close()
     assert _spools(folder) == []
     assert len(read_predictions(folder)) == 200
-    assert list(folder.glob("pred-*.arrows"))
+    assert _files(folder)
 
 
 def test_after_sigkill_of_the_server_the_converter_converts_what_was_written(tmp_path) -> None:
@@ -293,3 +309,35 @@ print(first == os.SCHED_IDLE, os.sched_getscheduler(0) == os.SCHED_OTHER,
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["True", "True", "19"]
+
+
+def test_upgrading_a_flat_log_keeps_every_row_once_across_hours_streams_and_the_spool(
+        tmp_path) -> None:
+    from flywheel.predlog._rows import prediction_batch, prediction_line, prediction_schema
+    from flywheel.predlog._spool import write_spool
+
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+
+    def line(rid: str, when: float) -> bytes:
+        return prediction_line(rid, when, "1", 1.0, [{"tenure": 1, "plan": "p"}], ["no"],
+                               [[0.5, 0.5]], "champion", None)
+
+    hour = 3600.0
+    base = time.time() - 5 * hour
+    batches = {"s1": ("a", base), "s2": ("b", base + hour), "s3": ("c", base + 2 * hour)}
+    # Stream B converted s2 a second time (a converter killed between its fsync and delete).
+    for stream, spools in (("pred-A-0.arrows", ["s1", "s2"]), ("pred-B-0.arrows", ["s2", "s3"])):
+        with pa.OSFile(str(folder / stream), "wb") as sink, \
+                pa.ipc.new_stream(sink, prediction_schema(LAYOUT)) as writer:
+            for spool in spools:
+                rid, when = batches[spool]
+                writer.write_batch(prediction_batch(LAYOUT, line(rid, when)),
+                                   custom_metadata={"spool": spool})
+    write_spool(folder, "spool-x-0000000009-pred0.jsonl", {"kind": "pred", "layout": LAYOUT},
+                [line("d", base + 3 * hour)])
+    frame = read_predictions(folder)
+    assert frame["request_id"].tolist() == ["a", "b", "c", "d"]
+    assert not list(folder.glob("*.arrows")) and not list(folder.glob("spool-*"))
+    assert len(list(folder.glob("kind=predictions/*/*/*.parquet"))) == 4
+    assert read_predictions(folder)["request_id"].tolist() == ["a", "b", "c", "d"]

@@ -639,3 +639,33 @@ def test_for_project_takes_the_server_limits_from_the_tracking_section(tmp_path:
     reg = MlflowRegistry.for_project(spec, Workspace(tmp_path))
     assert reg.limits == ServerLimits(connect_timeout_s=0.5, request_timeout_s=12, retries=4,
                                       backoff_s=0)
+
+
+def open_new_store(store: tuple[str, str], barrier: Any, results: Any) -> None:
+    reg = make_registry(store, "first-open")
+    barrier.wait(timeout=120)
+    try:
+        with reg.parent_run("first-open") as run_id:
+            reg.log_metrics(run_id, {"opened": 1.0})
+        results.put(("ok", ""))
+    except Exception as exc:  # reported to the test, which names it
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Without the lock, MLflow's migrations in two processes collide on a new store
+    (alembic's "expected to match one row ... 0 found", "_alembic_tmp_params already exists")."""
+    store = (f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}", str(tmp_path / "artifacts"))
+    context = multiprocessing.get_context("spawn")
+    count = 4
+    barrier, results = context.Barrier(count), context.Queue()
+    workers = [context.Process(target=open_new_store, args=(store, barrier, results))
+               for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    got = [results.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert got == [("ok", "")] * count
+    assert len(make_registry(store, "first-open").find_runs("metrics.opened = 1")) == count

@@ -1,0 +1,125 @@
+"""Online lookup of one entity across 1, 5 and 10 feature views, in process, as serving runs
+it (``FeatureJoiner``: key check, one store read, decode, fill the record), on the SQLite
+online store and, when redis-server is installed, on Redis; p50 and p99 over single-record
+lookups of random entities, and the growth from 1 to 10 views.
+
+    python bench/feature_store_online.py [--entities 100000] [--lookups 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from flywheel.core.spec import load_spec
+from flywheel.core.workspace import Workspace
+from flywheel.demo import free_port
+from flywheel.featurestore import FeatureStore
+
+console = Console(width=150)
+VIEWS = 10
+FEATURES = 4
+
+
+def build(work: Path, entities: int, online: str) -> FeatureStore:
+    """Ten views keyed by `customer`, four features each, materialized into ``online``."""
+    rng = np.random.default_rng(0)
+    views = []
+    for v in range(VIEWS):
+        frame = pd.DataFrame({"customer": np.arange(entities),
+                              "ts": pd.Timestamp("2024-01-01", tz="UTC")})
+        for f in range(FEATURES):
+            frame[f"v{v}_f{f}"] = rng.normal(size=entities)
+        frame.to_parquet(work / f"v{v}.parquet")
+        views.append({"name": f"v{v}", "entities": ["customer"], "event_time": "ts",
+                      "source": f"v{v}.parquet",
+                      "features": [f"v{v}_f{f}" for f in range(FEATURES)]})
+    spec = {"name": "online", "data": {"path": "spine.parquet"},
+            "target": {"column": "y", "task": "binary"},
+            "feature_store": {"views": views, "online": online, "chunks": 4}}
+    (work / "flywheel.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    loaded = load_spec(work / "flywheel.yaml")
+    store = FeatureStore(loaded, Workspace(loaded.root))
+    store.materialize(end=pd.Timestamp("2024-02-01", tz="UTC").to_pydatetime())
+    return store
+
+
+def lookups(store: FeatureStore, views: int, entities: int, count: int) -> np.ndarray:
+    """Seconds per single-record lookup across the first ``views`` views."""
+    pins = {f"v{v}": store.catalog.resolve(f"v{v}").pin() for v in range(views)}
+    features = ["customer", *[f for p in pins.values() for f in p["features"]]]
+    joiner = store.joiner(pins, features)
+    rng = np.random.default_rng(views)
+    keys = rng.integers(0, entities, count + 500).tolist()
+    times = np.empty(count)
+    clock = time.perf_counter
+    for i, key in enumerate(keys):
+        record = [{"customer": key}]
+        started = clock()
+        joiner(record)
+        if i >= 500:  # warm-up
+            times[i - 500] = clock() - started
+    if any(v is None for v in record[0].values()):
+        raise RuntimeError("a lookup missed: the store is not materialized")
+    return times
+
+
+def run(name: str, store: FeatureStore, entities: int, count: int, table: Table) -> None:
+    p99 = {}
+    for views in (1, 5, 10):
+        times = lookups(store, views, entities, count) * 1e6
+        p99[views] = float(np.percentile(times, 99))
+        table.add_row(name, str(views), f"{np.percentile(times, 50):.1f}", f"{p99[views]:.1f}",
+                      f"{p99[views] / p99[1]:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--lookups", type=int, default=20_000)
+    args = parser.parse_args()
+    table = Table(title=f"Online lookup of 1 entity ({args.entities:,} entities, {FEATURES} "
+                        "features per view), in process")
+    for heading in ("store", "views", "p50 µs", "p99 µs", "p99 x 1 view"):
+        table.add_column(heading)
+    work = Path(tempfile.mkdtemp(prefix="flywheel-online-bench-"))
+    redis_proc = None
+    try:
+        (work / "sqlite").mkdir()
+        store = build(work / "sqlite", args.entities, "sqlite")
+        run("SQLite", store, args.entities, args.lookups, table)
+        store.close()
+        binary = shutil.which("redis-server")
+        if binary:
+            port = free_port()
+            redis_proc = subprocess.Popen([binary, "--port", str(port), "--save", "",
+                                           "--appendonly", "no", "--bind", "127.0.0.1"],
+                                          stdout=subprocess.DEVNULL)
+            time.sleep(0.5)
+            (work / "redis").mkdir()
+            store = build(work / "redis", args.entities, f"redis://127.0.0.1:{port}/0")
+            run("Redis (loopback)", store, args.entities, args.lookups, table)
+            store.close()
+        console.print(table)
+        console.print("load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+        console.print("p99 x 1 view: the issue asks at most 1.2 from 1 to 10 views and "
+                      "p99 at most 200 µs for 5 views in process.")
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

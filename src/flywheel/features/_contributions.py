@@ -1,0 +1,204 @@
+"""Exact per-column explanations: LightGBM's tree contributions folded back to raw columns.
+
+LightGBM's ``pred_contrib`` splits each row's raw score (log-odds for a binary model, one
+score per class for a multiclass one, the prediction itself for regression) into one value
+per encoded feature plus the bias (the expected raw score); the parts sum to the raw score.
+The feature pipeline turns one raw column into several features (one-hot categories, a target
+encoding's per-class columns, datetime parts, a missing-value indicator); the values of a
+column's features are added, so each raw column gets one contribution and the sum is kept.
+
+One record goes through LightGBM's prepared single-row C API (as ``_compiled_lightgbm`` does
+for predictions); a batch through ``Booster.predict(pred_contrib=True)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flywheel.core.errors import CompileError, ExplanationError
+from flywheel.core.spec import Task
+from flywheel.data import DataSchema
+from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
+from flywheel.features._compiled_lightgbm import _SingleRow
+from flywheel.features._compiled_values import Column
+
+__all__ = ["ContributionExplainer", "Contributions", "contribution_explainer",
+           "contribution_importance", "source_columns"]
+
+_PREDICT_CONTRIB = 3
+"""LightGBM's ``C_API_PREDICT_CONTRIB``."""
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Per-row, per-column parts of the raw score.
+
+    ``values[r, k, c]`` is column ``columns[c]``'s part of output ``k`` of row ``r`` and
+    ``bias[r, k]`` the expected raw score; ``values.sum(axis=2) + bias`` is the raw score.
+    One output for binary and regression models (the positive class's log-odds, or the
+    value), one per class for multiclass ones.
+    """
+
+    columns: list[str]
+    values: np.ndarray
+    bias: np.ndarray
+
+    @property
+    def raw(self) -> np.ndarray:
+        """(rows, outputs): the raw scores the parts add up to."""
+        return np.asarray(self.values.sum(axis=2) + self.bias)
+
+    def mean_abs(self) -> dict[str, float]:
+        """Global importance: the mean absolute contribution of each column over rows and
+        outputs, largest first."""
+        if self.values.shape[0] == 0:
+            return {c: 0.0 for c in self.columns}
+        means = np.abs(self.values).mean(axis=(0, 1))
+        order = np.argsort(-means, kind="stable")
+        return {self.columns[i]: float(means[i]) for i in order}
+
+
+class ContributionExplainer:
+    """A fitted LightGBM pipeline's exact contributions per raw column, from raw values.
+
+    Raw values are read as ``CompiledPredictor`` reads them (the same ``FeatureEncoder``).
+    Safe to call from several threads at once.
+    """
+
+    def __init__(self, encoder: FeatureEncoder, booster: Any, *, columns: list[str],
+                 fold: np.ndarray, outputs: int, params: dict[str, Any]) -> None:
+        self.encoder = encoder
+        self.columns = columns
+        """Raw columns explained, in schema order."""
+        self.outputs = outputs
+        self._booster = booster
+        self._fold = fold  # (features, columns): 1 where a feature comes from a column
+        self._params = params
+        self._single = _SingleRow.create(booster, params, predict_type=_PREDICT_CONTRIB)
+
+    def explain_records(self, records: Sequence[Mapping[str, Any]]) -> Contributions:
+        """Contributions for row records, such as parsed JSON objects."""
+        if len(records) == 1:
+            matrix = np.array([self.encoder.encode_record(records[0])], dtype=np.float64)
+        else:
+            matrix = self.encoder.encode_columns(
+                {c: [r.get(c) for r in records] for c in self.encoder.columns}, len(records))
+        return self.explain_matrix(matrix)
+
+    def explain_columns(self, columns: Mapping[str, Column], rows: int) -> Contributions:
+        """Contributions for columnar input (column name -> values, ``rows`` long)."""
+        return self.explain_matrix(self.encoder.encode_columns(columns, rows))
+
+    def explain_matrix(self, matrix: np.ndarray) -> Contributions:
+        """Contributions for an encoded (rows, features) float64 matrix."""
+        rows, width = matrix.shape[0], self.encoder.width
+        if rows == 0:
+            return Contributions(self.columns, np.zeros((0, self.outputs, len(self.columns))),
+                                 np.zeros((0, self.outputs)))
+        if rows == 1 and self._single is not None:
+            flat = self._single(matrix[0]).reshape(1, -1)
+        else:  # num_iteration=None: the best iteration, as predictions use
+            flat = np.asarray(self._booster.predict(matrix, pred_contrib=True,
+                                                    num_iteration=None, **self._params))
+        parts = flat.reshape(rows, self.outputs, width + 1)
+        return Contributions(self.columns, parts[:, :, :width] @ self._fold,
+                             np.ascontiguousarray(parts[:, :, width]))
+
+    def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
+        """(rows, outputs): the booster's raw scores for an encoded matrix."""
+        raw = np.asarray(self._booster.predict(matrix, raw_score=True, num_iteration=None,
+                                               **self._params))
+        return raw.reshape(matrix.shape[0], self.outputs)
+
+
+def source_columns(encoder: FeatureEncoder) -> list[str]:
+    """The raw column each encoded feature comes from, in output order.
+
+    Raises:
+        CompileError: If an output position is not traced to a column.
+    """
+    sources: list[str | None] = [None] * encoder.width
+    for column, _, _, slots in encoder.scalars:
+        for position, _ in slots:
+            sources[position] = column
+    for column, parts in encoder.dates:
+        for _, position, _ in parts:
+            sources[position] = column
+    for column, positions in encoder.one_hots:
+        for position in positions.values():
+            sources[position] = column
+    for table in encoder.tables:
+        for position in range(table.start, table.start + int(table.table.shape[1])):
+            sources[position] = table.column
+    untraced = [encoder.names[i] for i, s in enumerate(sources) if s is None]
+    if untraced:
+        raise CompileError("features", "ColumnTransformer", f"features {untraced[:5]} are not "
+                           "traced to a raw column")
+    return [s for s in sources if s is not None]
+
+
+def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
+                           version: str = "this model") -> ContributionExplainer:
+    """The explainer of a fitted ``Pipeline([("features", ColumnTransformer), ("model",
+    LGBMClassifier | LGBMRegressor)])``.
+
+    Args:
+        schema: Orders the explained columns (None: the feature step's order).
+
+    Raises:
+        ExplanationError: If the estimator has no exact tree contributions or a feature step
+            cannot be traced to its raw column; the message says which.
+    """
+    steps = getattr(model, "steps", None)
+    if not steps or len(steps) != 2:
+        raise ExplanationError(version, f"expected a fitted Pipeline of the feature step and "
+                               f"an estimator, got {type(model).__name__}")
+    (feature_name, features), (name, estimator) = steps
+    if type(estimator).__module__.split(".")[0] != "lightgbm" or \
+            not hasattr(estimator, "booster_"):
+        raise ExplanationError(version, f"its estimator {name!r} is a "
+                               f"{type(estimator).__name__}, which has no exact tree "
+                               "contributions")
+    if callable(getattr(estimator, "objective", None)):
+        raise ExplanationError(version, "its LightGBM model has a custom objective")
+    try:
+        encoder = compile_encoder(features, where=feature_name)
+        sources = source_columns(encoder)
+    except CompileError as exc:
+        raise ExplanationError(version, exc.reason) from None
+    booster = estimator.booster_
+    if booster.num_feature() != encoder.width:
+        raise ExplanationError(version, f"its model reads {booster.num_feature()} features "
+                               f"but the feature step makes {encoder.width}")
+    used = set(sources)
+    columns = [c for c in schema.feature_columns if c in used] if schema is not None else []
+    columns += [c for c in dict.fromkeys(sources) if c not in set(columns)]
+    index = {c: i for i, c in enumerate(columns)}
+    fold = np.zeros((encoder.width, len(columns)), dtype=np.float64)
+    for position, column in enumerate(sources):
+        fold[position, index[column]] = 1.0
+    params: dict[str, Any] = {k: v for k, v in estimator.get_params().items()
+                              if k.startswith("pred_early_stop")}
+    params["num_threads"] = 1
+    outputs = int(booster.num_model_per_iteration())
+    if task != "regression" and outputs == 1 and getattr(estimator, "n_classes_", 2) > 2:
+        raise ExplanationError(version, "its classifier has one output for several classes")
+    return ContributionExplainer(encoder, booster, columns=columns, fold=fold,
+                                 outputs=outputs, params=params)
+
+
+def contribution_importance(model: Any, frame: pd.DataFrame, *,
+                            task: Task) -> dict[str, float] | None:
+    """Mean absolute contribution per raw column over the rows of ``frame``, largest first;
+    None when ``model`` cannot be explained (``ExplanationError``)."""
+    try:
+        explainer = contribution_explainer(model, None, task=task)
+    except ExplanationError:
+        return None
+    given = {c: frame[c] for c in explainer.encoder.columns if c in frame.columns}
+    return explainer.explain_columns(given, len(frame)).mean_abs()

@@ -1,0 +1,341 @@
+"""Online stores: the latest feature values per entity, for serving.
+
+Layout: one record per entity of an entity-key set (the views keyed on ``origin`` share one),
+holding one value per view version (``weather__v2``: the features as a JSON array) and that
+value's event time (``weather__v2__t``). A lookup of one entity is then one read whatever the
+number of views. A write keeps the newer value: an older window materialized later never
+overwrites a newer one.
+
+Materialization records each finished chunk with the chunk's rows (SQLite: in the same
+transaction), so a killed run resumes at the first unfinished chunk.
+
+Backends: ``SqliteOnlineStore`` (the embedded default, a file in ``.flywheel/features/``) and
+``RedisOnlineStore`` (``redis://``, ``pip install flywheel[redis]``), chosen by
+``create_online_store``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flywheel.core.errors import ConfigError, FeatureStoreError
+
+if TYPE_CHECKING:
+    from flywheel.core.spec import ProjectSpec
+    from flywheel.core.workspace import Workspace
+
+__all__ = ["OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore", "create_online_store"]
+
+Row = tuple[str, float, bytes]
+"""An entity's key (text), its value's event time (epoch seconds) and the value (JSON)."""
+
+
+class OnlineStore(Protocol):
+    """What materialization writes and serving reads."""
+
+    where: str
+    """The store, for messages (a path or a URL without its password)."""
+
+    def write_chunk(self, table: str, column: str, rows: Iterable[Row], *, run: str,
+                    chunk: int) -> int:
+        """Write ``rows`` (newer values win; consumed as they come) and mark ``chunk`` of
+        ``run`` done; the number of rows that changed."""
+        ...
+
+    def done_chunks(self, run: str) -> set[int]:
+        """The chunks of ``run`` already written."""
+        ...
+
+    def read(self, table: str, columns: Sequence[str],
+             keys: Sequence[str]) -> list[list[bytes | None]]:
+        """Per key, per column: the stored value or None."""
+        ...
+
+    def read_joined(self, table: str, columns: Sequence[str],
+                    keys: Sequence[str]) -> list[bytes | str | None]:
+        """Per key, the JSON arrays of ``columns`` laid end to end as one array (what one
+        decode turns into every feature), or None if the key lacks any of the columns."""
+        ...
+
+    def get_meta(self, name: str) -> str | None: ...
+
+    def set_meta(self, name: str, value: str | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteOnlineStore:
+    """The online store in one SQLite file (WAL: serving reads while materialization writes).
+
+    Args:
+        path: The database file (created with its folder).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+        self._local = threading.local()
+        self._columns: dict[str, tuple[float, frozenset[str]]] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], int], str] = {}
+        self._joined: dict[tuple[str, tuple[str, ...], int], str] = {}
+
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("CREATE TABLE IF NOT EXISTS _fw_chunks (run TEXT, chunk INTEGER, "
+                            "PRIMARY KEY (run, chunk))")
+                con.execute("CREATE TABLE IF NOT EXISTS _fw_meta (name TEXT PRIMARY KEY, "
+                            "value TEXT)")
+            except sqlite3.Error as exc:
+                raise FeatureStoreError(f"the online store {self.path} cannot be opened "
+                                        f"({exc}); check that the folder is writable.") from exc
+            self._local.con = con
+        return con
+
+    def _ensure(self, con: sqlite3.Connection, table: str, column: str) -> None:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} (key TEXT PRIMARY KEY)")
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({_q(table)})")}
+        for name, kind in ((column, "BLOB"), (column + "__t", "REAL")):
+            if name not in have:
+                con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(name)} {kind}")
+
+    def write_chunk(self, table: str, column: str, rows: Iterable[Row], *, run: str,
+                    chunk: int) -> int:
+        con = self._con()
+        t = _q(column + "__t")
+        sql = (f"INSERT INTO {_q(table)} (key, {_q(column)}, {t}) VALUES (?, ?, ?) "
+               f"ON CONFLICT(key) DO UPDATE SET {_q(column)} = excluded.{_q(column)}, "
+               f"{t} = excluded.{t} WHERE {t} IS NULL OR excluded.{t} >= {t}")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                self._ensure(con, table, column)
+                before = con.total_changes
+                con.executemany(sql, ((key, value, when) for key, when, value in rows))
+                changed = con.total_changes - before
+                con.execute("INSERT OR IGNORE INTO _fw_chunks VALUES (?, ?)", (run, chunk))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise FeatureStoreError(f"writing to the online store {self.path} failed ({exc}); "
+                                    "nothing of this chunk was kept, run materialize again.") \
+                from exc
+        return changed
+
+    def done_chunks(self, run: str) -> set[int]:
+        rows = self._con().execute("SELECT chunk FROM _fw_chunks WHERE run = ?", (run,))
+        return {int(row[0]) for row in rows}
+
+    def read(self, table: str, columns: Sequence[str],
+             keys: Sequence[str]) -> list[list[bytes | None]]:
+        con = self._con()
+        present = self._present(con, table, columns)
+        wanted = [c for c in columns if c in present]
+        if not wanted:
+            return [[None] * len(columns) for _ in keys]
+        index = [wanted.index(c) if c in present else -1 for c in columns]
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            shape = (table, tuple(wanted), len(part))
+            sql = self._statements.get(shape)
+            if sql is None:
+                where = "key = ?" if len(part) == 1 else f"key IN ({', '.join('?' * len(part))})"
+                sql = (f"SELECT key, {', '.join(_q(c) for c in wanted)} FROM {_q(table)} "
+                       f"WHERE {where}")
+                self._statements[shape] = sql
+            for row in con.execute(sql, part):
+                found[row[0]] = row[1:]
+        out: list[list[bytes | None]] = []
+        for key in keys:
+            row = found.get(key)
+            out.append([None] * len(columns) if row is None else
+                       [row[i] if i >= 0 else None for i in index])
+        return out
+
+    def read_joined(self, table: str, columns: Sequence[str],
+                    keys: Sequence[str]) -> list[bytes | str | None]:
+        # SQLite lays the arrays end to end itself: one value per entity crosses into Python
+        # whatever the number of views, so a lookup costs about the same for 1 view or 10.
+        con = self._con()
+        if not set(columns) <= self._present(con, table, columns):
+            return [None] * len(keys)
+        found: dict[str, bytes | str] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            shape = (table, tuple(columns), len(part))
+            sql = self._joined.get(shape)
+            if sql is None:
+                laid = " || ',' || ".join(f"substr({_q(c)}, 2, length({_q(c)}) - 2)"
+                                          for c in columns)
+                where = "key = ?" if len(part) == 1 else f"key IN ({', '.join('?' * len(part))})"
+                sql = f"SELECT key, '[' || {laid} || ']' FROM {_q(table)} WHERE {where}"
+                self._joined[shape] = sql
+            for key, value in con.execute(sql, part):
+                if value is not None:
+                    found[key] = value
+        return [found.get(key) for key in keys]
+
+    def _present(self, con: sqlite3.Connection, table: str,
+                 columns: Sequence[str]) -> frozenset[str]:
+        checked, present = self._columns.get(table, (0.0, frozenset()))
+        now = time.monotonic()
+        if not set(columns) <= present and now - checked > 2.0:
+            present = frozenset(row[1] for row in con.execute(f"PRAGMA table_info({_q(table)})"))
+            self._columns[table] = (now, present)
+        return present
+
+    def get_meta(self, name: str) -> str | None:
+        row = self._con().execute("SELECT value FROM _fw_meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str | None) -> None:
+        con = self._con()
+        if value is None:
+            con.execute("DELETE FROM _fw_meta WHERE name = ?", (name,))
+        else:
+            con.execute("INSERT OR REPLACE INTO _fw_meta VALUES (?, ?)", (name, value))
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+
+class RedisOnlineStore:
+    """The online store in Redis: a hash per entity (``fw:<project>:<table>:<key>``).
+
+    Args:
+        url: redis://HOST:PORT/DB.
+        namespace: Keeps projects sharing a Redis apart (the project name).
+        timeout: Seconds a command may take before Redis counts as down.
+    """
+
+    def __init__(self, url: str, namespace: str, *, timeout: float = 1.0) -> None:
+        try:
+            import redis
+        except ImportError as exc:
+            raise ConfigError("feature_store.online is a redis:// URL, which needs the Redis "
+                              "client: pip install flywheel[redis]") from exc
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout,
+                                           socket_connect_timeout=timeout)
+        self.where = _without_password(url)
+        self.prefix = f"fw:{namespace}:"
+
+    def _fail(self, exc: BaseException, doing: str) -> FeatureStoreError:
+        return FeatureStoreError(f"the Redis online store {self.where} failed while {doing} "
+                                 f"({type(exc).__name__}: {exc}); check that it runs and "
+                                 "feature_store.online points at it.")
+
+    def write_chunk(self, table: str, column: str, rows: Iterable[Row], *, run: str,
+                    chunk: int) -> int:
+        t = column + "__t"
+        changed = 0
+        items = iter(rows)
+        try:
+            while part := list(itertools.islice(items, 10_000)):
+                names = [f"{self.prefix}{table}:{key}" for key, _, _ in part]
+                pipe = self.client.pipeline(transaction=False)
+                for name in names:
+                    pipe.hget(name, t)
+                current = pipe.execute()
+                pipe = self.client.pipeline(transaction=False)
+                for name, (_, when, value), old in zip(names, part, current, strict=True):
+                    if old is None or when >= float(old):
+                        pipe.hset(name, mapping={column: value, t: repr(when)})
+                        changed += 1
+                pipe.execute()
+            self.client.sadd(f"{self.prefix}_chunks:{run}", chunk)
+        except self._errors as exc:
+            raise self._fail(exc, "writing a chunk") from exc
+        return changed
+
+    def done_chunks(self, run: str) -> set[int]:
+        try:
+            members = self.client.smembers(f"{self.prefix}_chunks:{run}")
+        except self._errors as exc:
+            raise self._fail(exc, "reading materialization progress") from exc
+        return {int(m) for m in members}
+
+    def read(self, table: str, columns: Sequence[str],
+             keys: Sequence[str]) -> list[list[bytes | None]]:
+        """Raises: FeatureStoreError: if Redis does not answer (serving counts misses)."""
+        try:
+            if len(keys) == 1:
+                found: list[Any] = [self.client.hmget(f"{self.prefix}{table}:{keys[0]}",
+                                                      list(columns))]
+                return found
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(f"{self.prefix}{table}:{key}", list(columns))
+            found = list(pipe.execute())
+            return found
+        except self._errors as exc:
+            raise self._fail(exc, "reading features") from exc
+
+    def read_joined(self, table: str, columns: Sequence[str],
+                    keys: Sequence[str]) -> list[bytes | str | None]:
+        """Raises: FeatureStoreError: if Redis does not answer (serving counts misses)."""
+        laid: list[bytes | str | None] = []
+        for blobs in self.read(table, columns, keys):
+            parts = [blob[1:-1] for blob in blobs if blob is not None]
+            laid.append(b"[" + b",".join(parts) + b"]" if len(parts) == len(blobs) else None)
+        return laid
+
+    def get_meta(self, name: str) -> str | None:
+        try:
+            value = self.client.hget(f"{self.prefix}_meta", name)
+        except self._errors as exc:
+            raise self._fail(exc, "reading materialization state") from exc
+        return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
+
+    def set_meta(self, name: str, value: str | None) -> None:
+        try:
+            if value is None:
+                self.client.hdel(f"{self.prefix}_meta", name)
+            else:
+                self.client.hset(f"{self.prefix}_meta", name, value)
+        except self._errors as exc:
+            raise self._fail(exc, "writing materialization state") from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def create_online_store(spec: ProjectSpec, workspace: Workspace) -> OnlineStore:
+    """The online store ``feature_store.online`` names."""
+    online = spec.feature_store.online
+    if online.startswith(("redis://", "rediss://")):
+        return RedisOnlineStore(online, spec.name)
+    if online.startswith("sqlite:///"):
+        return SqliteOnlineStore(spec.resolve(online.removeprefix("sqlite:///")))
+    return SqliteOnlineStore(workspace.root / "features" / "online.db")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _without_password(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in credentials else url

@@ -1,0 +1,88 @@
+"""Warm starts: the champion's settings checked against the search space, and enqueued as the
+first trial of a new study (a real Optuna study on SQLite)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flywheel.core.spec import ProjectSpec
+from flywheel.data import infer_schema
+from flywheel.training import (
+    WARM_START_ATTR,
+    SearchProblem,
+    cv_folds,
+    encode_target,
+    run_search,
+    warm_start_trial,
+)
+
+LGBM = {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10,
+        "colsample_bytree": 0.8, "subsample": 0.9, "reg_alpha": 1e-3, "reg_lambda": 1e-2}
+
+
+def _spec(learners: list[str], sampler: str = "tpe") -> ProjectSpec:
+    return ProjectSpec.model_validate({
+        "name": "t", "data": {"path": "t.csv"}, "target": {"column": "y", "task": "binary"},
+        "training": {"cv_folds": 3, "learners": learners,
+                     "search": {"seed": 0, "trials": 2, "sampler": sampler}},
+    })
+
+
+def test_the_champions_settings_become_optunas_names_for_the_first_trial() -> None:
+    warm, message = warm_start_trial(_spec(["lightgbm", "linear"]).training,
+                                     source="version 3 (champion)", learner="lightgbm",
+                                     params=LGBM)
+    assert warm is not None and warm.learner == "lightgbm"
+    assert warm.params == {"learner": "lightgbm", **{f"lightgbm.{k}": v for k, v in LGBM.items()}}
+    assert message == ("warm-started from version 3 (champion): the first trial is its lightgbm "
+                       "parameters")
+
+
+def test_a_learner_outside_the_search_is_skipped_with_the_reason() -> None:
+    warm, message = warm_start_trial(_spec(["linear"]).training, source="version 3 (champion)",
+                                     learner="lightgbm", params=LGBM)
+    assert warm is None
+    assert message == ("not warm-started from version 3 (champion): its learner 'lightgbm' is "
+                       "not in training.learners (linear)")
+
+
+def test_parameters_that_do_not_fit_the_space_are_skipped_with_the_reason() -> None:
+    spec = _spec(["lightgbm"]).training
+    out_of_range = {**LGBM, "num_leaves": 1000}
+    assert "lightgbm.num_leaves = 1000 is outside the search range [7, 255]" in \
+        warm_start_trial(spec, source="v", learner="lightgbm", params=out_of_range)[1]
+    missing = {k: v for k, v in LGBM.items() if k != "subsample"}
+    assert "missing ['subsample']" in warm_start_trial(spec, source="v", learner="lightgbm",
+                                                       params=missing)[1]
+    assert "not warm-started from v: the grid sampler" in warm_start_trial(
+        _spec(["lightgbm"], "grid").training, source="v", learner="lightgbm", params=LGBM)[1]
+    assert warm_start_trial(spec, source="v", learner=None, params=None)[0] is None
+
+
+def _problem(tmp_path: Path, spec: ProjectSpec) -> SearchProblem:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "z": rng.normal(size=200)})
+    frame["y"] = np.where(frame["x"] + rng.normal(scale=0.5, size=200) > 0, "yes", "no")
+    y, _ = encode_target(frame["y"], spec.target)
+    return SearchProblem(frame=frame[["x", "z"]], y=y,
+                         folds=cv_folds(y, task="binary", k=3, seed=0),
+                         schema=infer_schema(frame, "y"), spec=spec, metric_name="roc_auc",
+                         storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t-1",
+                         n_jobs=1)
+
+
+def test_a_new_study_runs_the_warm_start_first_and_a_resumed_one_is_not_seeded_again(
+        tmp_path: Path) -> None:
+    spec = _spec(["linear", "random_forest"])
+    warm, _ = warm_start_trial(spec.training, source="version 1 (champion)", learner="linear",
+                               params={"C": 0.037})
+    problem = dataclasses.replace(_problem(tmp_path, spec), warm_start=warm)
+    first = run_search(problem, n_trials=1).trials
+    assert [t.params for t in first] == [{"learner": "linear", "linear.C": 0.037}]
+    assert first[0].user_attrs[WARM_START_ATTR] == "version 1 (champion)"
+    again = run_search(problem, n_trials=2).trials
+    assert len(again) == 2 and WARM_START_ATTR not in again[1].user_attrs
