@@ -79,7 +79,11 @@ def champion(root: Path) -> str | None:
 def test_the_lifecycle_runs_on_a_shared_back_end_with_only_tracking_changed(
         backend: dict[str, Any], tmp_path: Path, postgres: Any, s3: Any) -> None:
     root = tracked_project(tmp_path / "project", backend["tracking"], **TRAINING)
-    configure(root, gates={"champion": {"mode": "off"}}, rollout={"tick_seconds": 0.5},
+    # The champion is a deliberately weak classifier and the challenger a linear model, so
+    # their predictions differ by design; this test is about the shared back end, not the
+    # divergence guard (tests/unit/rollout covers it), which would roll the canary back.
+    configure(root, gates={"champion": {"mode": "off"}},
+              rollout={"tick_seconds": 0.5, "limits": {"max_divergence": None}},
               retraining={"triggers": ["rows >= 100000000"]},
               **({"coordination": backend["coordination"]} if "coordination" in backend
                  else {}))
