@@ -25,7 +25,15 @@ def start_training(root: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "flywheel.cli.main", "train", "--config",
                              str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+                            text=True, env=env, start_new_session=True,
+                            preexec_fn=_sigint_default)
+
+
+def _sigint_default() -> None:
+    """A shell without job control starts its background jobs with SIGINT ignored, and the
+    child inherits that (Python then installs no KeyboardInterrupt handler); the user's
+    terminal, which this test plays, delivers Ctrl-C to a process that takes it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def study_trials(root: Path) -> list[optuna.trial.FrozenTrial]:

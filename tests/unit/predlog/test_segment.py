@@ -120,8 +120,10 @@ def test_last_n_reads_the_newest_segment_only(
     log._inline = None
     clock = _Clock()
     converter = Converter(folder / "_spool", folder, log.prefix, clock=clock)
-    start = time.time() - 600
-    for i in range(20):  # a row every 15 s of the last ten minutes, a segment a minute
+    # A row every 15 s over five minutes, a segment a minute, all inside the last full hour
+    # (rows crossing an hour would make a partition, and a file, more).
+    start = (time.time() // 3600 - 1) * 3600 + 60
+    for i in range(20):
         log.append(LAYOUT, f"r{i}", start + 15 * i, "1", 1.0, [{"tenure": 3, "plan": "p"}],
                    ["no"], [[0.5, 0.5]])
         log.flush()
