@@ -14,8 +14,10 @@ import yaml
 
 if TYPE_CHECKING:
     from flywheel import Project
+    from flywheel.core.spec import ProjectSpec
     from flywheel.pipelines._context import ProjectContext
     from flywheel.testing import MlflowServer, PostgresCluster, S3Server
+    from flywheel.training import SearchProblem
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -185,3 +187,20 @@ def register_lightgbm(project: ProjectContext, *, train_rows: int, seed: int = 0
         tags = {**PASSED_TAGS, "flywheel.task": "binary", "flywheel.classes": '["no", "yes"]'}
         version = registry.register(logged, tags=tags).version
     return version, model, x.iloc[train_rows:]
+
+
+def search_problem(tmp_path: Path, spec: ProjectSpec, *, rows: int = 200) -> SearchProblem:
+    """A binary search problem on two normal columns (``y`` follows ``x`` with noise), three
+    seeded folds and an Optuna study in ``tmp_path``, for tests that run a search directly."""
+    from flywheel.data import infer_schema
+    from flywheel.training import SearchProblem, cv_folds, encode_target
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=rows), "z": rng.normal(size=rows)})
+    frame["y"] = np.where(frame["x"] + rng.normal(scale=0.5, size=rows) > 0, "yes", "no")
+    y, _ = encode_target(frame["y"], spec.target)
+    return SearchProblem(frame=frame[["x", "z"]], y=y,
+                         folds=cv_folds(y, task="binary", k=3, seed=0),
+                         schema=infer_schema(frame, "y"), spec=spec, metric_name="roc_auc",
+                         storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t-1",
+                         n_jobs=1)

@@ -11,27 +11,22 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
 
 from flywheel.core.spec import ProjectSpec
-from flywheel.data import infer_schema
 from flywheel.demo import free_port
 from flywheel.pipelines.train import train_project
 from flywheel.testing import RayCluster
 from flywheel.training import (
     SearchProblem,
-    cv_folds,
-    encode_target,
     ray_search_workers,
     run_ray_search,
 )
 from flywheel.training._ray_search import WORKER_ATTR
-from tests.conftest import REPO, make_project
+from tests.conftest import REPO, make_project, search_problem
 
 pytestmark = pytest.mark.ray
 
@@ -117,9 +112,6 @@ def test_a_worker_killed_midway_loses_only_its_running_trial_and_the_search_fini
 
 def _problem(tmp_path: Path, address: str, *, seconds: float = 1.0,
              **search: object) -> SearchProblem:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=300), "z": rng.normal(size=300)})
-    frame["y"] = np.where(frame["x"] + rng.normal(scale=0.5, size=300) > 0, "yes", "no")
     spec = ProjectSpec.model_validate({
         "name": "t", "data": {"path": "t.csv"}, "target": {"column": "y", "task": "binary"},
         "training": {"cv_folds": 3, "learners": ["slow"],
@@ -127,12 +119,7 @@ def _problem(tmp_path: Path, address: str, *, seconds: float = 1.0,
                      "search": {"seed": 0, "backend": "ray", "workers": 2,
                                 "ray_address": address, **search}},
     })
-    y, _ = encode_target(frame["y"], spec.target)
-    return SearchProblem(frame=frame[["x", "z"]], y=y,
-                         folds=cv_folds(y, task="binary", k=3, seed=0),
-                         schema=infer_schema(frame, "y"), spec=spec, metric_name="roc_auc",
-                         storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t-1",
-                         n_jobs=1)
+    return search_problem(tmp_path, spec, rows=300)
 
 
 def test_the_time_budget_ends_a_ray_search_as_it_ends_a_local_one(

@@ -18,7 +18,6 @@ linear models); ``verify_compiled`` measures that on held-out rows before a vers
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from flywheel.core.spec import Task
 from flywheel.data import DataSchema
 from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
 from flywheel.features._compiled_lightgbm import lightgbm_predict
-from flywheel.features._compiled_values import Column
+from flywheel.features._compiled_values import Column, max_abs_diff
 
 __all__ = ["CompileReport", "CompiledEnsemble", "CompiledPredictor", "compile_predictor",
            "verify_compiled"]
@@ -243,20 +242,12 @@ def verify_compiled(compiled: CompiledPredictor, model: Pipeline, frame: pd.Data
     else:
         expected = np.asarray(model.predict_proba(frame), dtype=np.float64)
     given = {c: frame[c] for c in compiled.feature_columns if c in frame.columns}
-    worst = _max_abs_diff(expected, compiled.predict_columns(given))
+    worst = max_abs_diff(expected, compiled.predict_columns(given))
     head = frame.head(_SINGLE_ROW_CHECKS)[[c for c in given]]
     for i, record in enumerate(head.to_dict(orient="records")):
         single = compiled.predict_records([{str(k): v for k, v in record.items()}])
-        worst = max(worst, _max_abs_diff(expected[i:i + 1], single))
+        worst = max(worst, max_abs_diff(expected[i:i + 1], single))
     return CompileReport(verified=worst <= atol, rows=len(frame), max_abs_diff=worst, atol=atol)
-
-
-def _max_abs_diff(expected: np.ndarray, got: np.ndarray) -> float:
-    if expected.shape != got.shape:
-        return math.inf
-    both_nan = np.isnan(expected) & np.isnan(got)
-    diff = np.where(both_nan, 0.0, np.abs(expected - got))
-    return float(np.nan_to_num(diff, nan=math.inf).max(initial=0.0))
 
 
 def _compile_estimator(estimator: Any, task: Task, where: str,

@@ -36,6 +36,7 @@ from flywheel.features._convert import (
 )
 
 __all__ = [
+    "max_abs_diff",
     "read_bool",
     "read_bool_column",
     "read_category",
@@ -221,3 +222,13 @@ def _float_text(text: str) -> float:
 @functools.lru_cache(maxsize=4096)
 def _datetime_text(text: str) -> tuple[float, ...]:
     return _via(to_datetime_parts, text, _NO_DATE, row=True)  # type: ignore[no-any-return]
+
+
+def max_abs_diff(expected: np.ndarray, got: np.ndarray) -> float:
+    """The largest absolute difference between two prediction arrays, NaN where both are NaN
+    counting as equal; infinite when the shapes differ or only one side is NaN."""
+    if expected.shape != got.shape:
+        return math.inf
+    both_nan = np.isnan(expected) & np.isnan(got)
+    diff = np.where(both_nan, 0.0, np.abs(expected - got))
+    return float(np.nan_to_num(diff, nan=math.inf).max(initial=0.0))

@@ -9,7 +9,6 @@ predictor is built, never by importing this module.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from flywheel.core.spec import Task
 from flywheel.data import DataSchema
 from flywheel.features._compiled_values import (
     Column,
+    max_abs_diff,
     read_bool,
     read_bool_column,
     read_category,
@@ -187,10 +187,10 @@ def verify_onnx(predictor: OnnxPredictor, model: Any, frame: pd.DataFrame, *,
                           dtype=np.float64)
     got = predictor.predict_columns({c: frame[c] for c in predictor.feature_columns
                                      if c in frame.columns})
-    worst = _max_abs_diff(expected, got)
+    worst = max_abs_diff(expected, got)
     head = frame.head(_SINGLE_ROW_CHECKS).to_dict(orient="records")
     for i, record in enumerate(head):
-        worst = max(worst, _max_abs_diff(expected[i:i + 1],
+        worst = max(worst, max_abs_diff(expected[i:i + 1],
                                          predictor.predict_records([{str(k): v for k, v
                                                                      in record.items()}])))
     agreement = None
@@ -212,11 +212,3 @@ def onnx_predictor(model: Any, schema: DataSchema, *, task: Task) -> OnnxPredict
     from flywheel.features._onnx_convert import convert_to_onnx
 
     return OnnxPredictor(convert_to_onnx(model, schema, task=task))
-
-
-def _max_abs_diff(expected: np.ndarray, got: np.ndarray) -> float:
-    if expected.shape != got.shape:
-        return math.inf
-    both_nan = np.isnan(expected) & np.isnan(got)
-    diff = np.where(both_nan, 0.0, np.abs(expected - got))
-    return float(np.nan_to_num(diff, nan=math.inf).max(initial=0.0))

@@ -268,13 +268,7 @@ class ServingApp:
         request_id = request_id_of(scope)
         served, predictions, probabilities = await self._respond(
             scope, served, body, records, request_id, started)
-        payload: dict[str, Any] = {"request_id": request_id, "model_version": served.version,
-                                   "predictions": predictions}
-        if probabilities is not None:
-            payload["classes"] = served.model.classes
-            payload["probabilities"] = probabilities
-        if warnings:
-            payload["warnings"] = warnings
+        payload = _answer(request_id, served, predictions, probabilities, warnings)
         if explain:  # the version that answered explains its own prediction
             payload.update(explanations(served, records))
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), served.version
@@ -433,14 +427,7 @@ class ServingApp:
         served, _, _, records, warnings = await self._default_records(scope, receive)
         explained = explanations(served, records)
         predictions, probabilities = served.answer(records)
-        payload: dict[str, Any] = {"request_id": request_id_of(scope),
-                                   "model_version": served.version,
-                                   "predictions": predictions}
-        if probabilities is not None:
-            payload["classes"] = served.model.classes
-            payload["probabilities"] = probabilities
-        if warnings:
-            payload["warnings"] = warnings
+        payload = _answer(request_id_of(scope), served, predictions, probabilities, warnings)
         return 200, {**payload, **explained}
 
     async def _live(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
@@ -514,3 +501,17 @@ class ServingApp:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _answer(request_id: str, served: ServedModel, predictions: list[Any], probabilities: Any,
+            warnings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of a /predict or /explain answer: the request, the version that answered, its
+    predictions, the classes and probabilities of a classifier, and any input warnings."""
+    payload: dict[str, Any] = {"request_id": request_id, "model_version": served.version,
+                               "predictions": predictions}
+    if probabilities is not None:
+        payload["classes"] = served.model.classes
+        payload["probabilities"] = probabilities
+    if warnings:
+        payload["warnings"] = warnings
+    return payload

@@ -6,19 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from flywheel.core.spec import ProjectSpec
-from flywheel.data import infer_schema
 from flywheel.training import (
     WARM_START_ATTR,
-    SearchProblem,
-    cv_folds,
-    encode_target,
     run_search,
     warm_start_trial,
 )
+from tests.conftest import search_problem
 
 LGBM = {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10,
         "colsample_bytree": 0.8, "subsample": 0.9, "reg_alpha": 1e-3, "reg_lambda": 1e-2}
@@ -63,24 +57,12 @@ def test_parameters_that_do_not_fit_the_space_are_skipped_with_the_reason() -> N
     assert warm_start_trial(spec, source="v", learner=None, params=None)[0] is None
 
 
-def _problem(tmp_path: Path, spec: ProjectSpec) -> SearchProblem:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=200), "z": rng.normal(size=200)})
-    frame["y"] = np.where(frame["x"] + rng.normal(scale=0.5, size=200) > 0, "yes", "no")
-    y, _ = encode_target(frame["y"], spec.target)
-    return SearchProblem(frame=frame[["x", "z"]], y=y,
-                         folds=cv_folds(y, task="binary", k=3, seed=0),
-                         schema=infer_schema(frame, "y"), spec=spec, metric_name="roc_auc",
-                         storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t-1",
-                         n_jobs=1)
-
-
 def test_a_new_study_runs_the_warm_start_first_and_a_resumed_one_is_not_seeded_again(
         tmp_path: Path) -> None:
     spec = _spec(["linear", "random_forest"])
     warm, _ = warm_start_trial(spec.training, source="version 1 (champion)", learner="linear",
                                params={"C": 0.037})
-    problem = dataclasses.replace(_problem(tmp_path, spec), warm_start=warm)
+    problem = dataclasses.replace(search_problem(tmp_path, spec), warm_start=warm)
     first = run_search(problem, n_trials=1).trials
     assert [t.params for t in first] == [{"learner": "linear", "linear.C": 0.037}]
     assert first[0].user_attrs[WARM_START_ATTR] == "version 1 (champion)"
