@@ -229,8 +229,9 @@ def test_a_timeout_without_a_trial_count_searches_until_the_budget(
     out = capsys.readouterr().out
     (run,) = _train_runs(tmp_path)
     assert run.data.params["search.trials"] == "None"  # type: ignore[attr-defined]
-    complete = re.search(r"trials: (\d+) complete, (\d+) pruned", out)
-    assert complete and int(complete.group(1)) + int(complete.group(2)) > 4, out
+    # The budget, not the spec's four trials, ended it (how many trials fit in 6 s depends on
+    # the machine's load, so the count is not asserted beyond one).
+    assert re.search(r"trials: [1-9]\d* complete", out), out
     assert re.search(r"search \d+\.\d s \(budget 6 s, the budget ended it\)", out), out
 
 
