@@ -124,7 +124,8 @@ def main() -> None:
     report = verify_compiled(compiled, fitted.model, x_holdout)
     print(f"compiled {compiled!r}: verified {report.verified} on {report.rows:,} holdout rows, "
           f"max |diff| {report.max_abs_diff:.3g} (atol {report.atol:g})")
-    records = x_holdout.head(200).to_dict(orient="records")
+    records = [{str(k): v for k, v in r.items()}
+               for r in x_holdout.head(200).to_dict(orient="records")]
     p50, p99 = single_row_ms(compiled, records, args.calls)
     print(f"compiled single row: p50 {p50:.3f} ms, p99 {p99:.3f} ms over {args.calls} calls "
           "(one thread)")

@@ -41,8 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
@@ -69,7 +70,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited early ({proc.args})")
+            raise SystemExit(f"server exited early ({proc.args!r})")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -83,7 +84,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited early ({proc.args})")
+            raise SystemExit(f"server exited early ({proc.args!r})")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -171,7 +172,7 @@ def main() -> None:
            "BARE_CONFIG": str(work / "flywheel.yaml"),
            "PYTHONPATH": f"{REPO / 'src'}:{REPO / 'bench'}",  # this checkout's flywheel
            "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    servers = {
+    servers: dict[str, tuple[list[str], str | None, str, Callable[[dict[str, Any]], str]]] = {
         "mlflow models serve": (
             [str(BIN / "mlflow"), "models", "serve", "-m",
              f"models:/{registry.model_name}/{version}",
