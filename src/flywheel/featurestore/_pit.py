@@ -36,7 +36,6 @@ from flywheel.featurestore._source import (
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
-    import pyarrow as pa
 
 __all__ = ["JoinReport", "join_frame", "join_to_parquet"]
 

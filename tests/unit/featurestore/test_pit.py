@@ -157,6 +157,7 @@ def _three_views(root: Path) -> tuple[FeatureStore, pd.DataFrame, dict[str, dict
                                   footfall=lambda f: f["footfall"] + 1000)
     sales = pd.concat([sales.assign(written=START), tied.assign(written=START
                                                                + pd.Timedelta(hours=1))])
+    sales = sales.sample(frac=1.0, random_state=4)  # a tie's later-written row may come first
     n = 900
     promo = pd.DataFrame({
         "store": [f"s{int(s):02d}" for s in rng.integers(0, 40, n)],
@@ -166,6 +167,7 @@ def _three_views(root: Path) -> tuple[FeatureStore, pd.DataFrame, dict[str, dict
         "entered": START + pd.to_timedelta(rng.permutation(n), unit="s")})
     promo = pd.concat([promo, promo.iloc[::7].assign(discount=0.9, entered=START
                                                      + pd.Timedelta(days=40))])
+    promo = promo.sample(frac=1.0, random_state=5)
     regions = pd.DataFrame({
         "region": ["north", "south", "east", "north", "south", "east", "north"],
         "since": START + pd.to_timedelta([2, 3, 4, 10, 15, 20, 25], unit="D"),
