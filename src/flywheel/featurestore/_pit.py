@@ -150,8 +150,10 @@ def _merged_rows(alias: str, keys: list[str], tables: dict[int, str]) -> list[st
                 f"{_TIME} AS __fw_t{i} FROM {table})"]
     # With a created time, each table holds one row per entity and time (_copy_view); without
     # one, of rows alike in entity and time (which the view leaves undecided) the last read.
+    # A row without a time is never joined (as the ASOF JOIN never joins it), nor carried.
     union = " UNION ALL BY NAME ".join(f"SELECT {key_list}, {_TIME}, rowid AS __fw_i{i} "
-                                       f"FROM {table}" for i, table in tables.items())
+                                       f"FROM {table} WHERE {_TIME} IS NOT NULL"
+                                       for i, table in tables.items())
     latest = ", ".join(f"max(__fw_i{i}) AS __fw_i{i}" for i in tables)
     carried = ", ".join(
         f"last_value(__fw_i{i} IGNORE NULLS) OVER w AS __fw_i{i}, last_value(CASE WHEN "
