@@ -35,7 +35,10 @@ from flywheel.featurestore._source import (
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
+    import numpy.typing as npt
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["JoinReport", "join_frame", "join_to_parquet"]
 
@@ -52,17 +55,15 @@ class JoinReport:
     matched: dict[str, int]
 
 
-def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, event_time: str,
+def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, rows: int, event_time: str,
                  views: list[ViewVersion], *, check: bool = True) -> FeatureGather:
-    """Join ``views`` to the relation ``spine`` (which has a ``__fw_row`` column numbering
-    its rows from 0) and say which view row each spine row takes.
+    """Join ``views`` to the relation ``spine`` (``rows`` rows, with a ``__fw_row`` column
+    numbering them from 0) and say which view row each spine row takes.
 
     Raises:
         FeatureStoreError: If a key column is missing from the spine or of another type than
             the view's, a name is used twice, an event time cannot be read, or DuckDB fails.
     """
-    import numpy as np
-
     spine_types = view_types(con, spine, "the spine")
     if event_time not in spine_types:
         raise FeatureStoreError(f"the spine has no event-time column {event_time!r} "
@@ -106,9 +107,9 @@ def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, event_time: str,
                 selects.append(f"CASE WHEN {alias}.__fw_i{i} IS NOT NULL{within} "
                                f"THEN {alias}.__fw_i{i} ELSE -1 END AS __fw_i{i}")
         sql = f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM spine {' '.join(joins)}"
-        narrow = con.sql(sql).fetch_arrow_table()
+        index = _scatter(con.sql(sql).to_arrow_reader(_BATCH_ROWS), rows, len(views))
         features = [con.sql(f"SELECT {', '.join(quote(f) for f in view.spec.features)} "
-                            f"FROM {table} ORDER BY rowid").fetch_arrow_table()
+                            f"FROM {table} ORDER BY rowid").to_arrow_table()
                     for view, table in zip(views, tables, strict=True)]
     except duckdb_error() as exc:
         raise FeatureStoreError(f"the point-in-time join failed in DuckDB: "
@@ -117,14 +118,34 @@ def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, event_time: str,
     finally:
         for table in tables:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    rows = narrow.column(ROW).to_numpy()
-    index = []
-    for i in range(len(views)):
-        # An ASOF LEFT JOIN gives every spine row exactly once, so each slot is written.
-        chosen = np.empty(len(rows), dtype=np.int64)
-        chosen[rows] = narrow.column(f"__fw_i{i}").to_numpy()
-        index.append(chosen)
-    return FeatureGather(rows=len(rows), index=index, features=features)
+    return FeatureGather(rows=rows, index=index, features=features)
+
+
+def _scatter(reader: pa.RecordBatchReader, rows: int,
+             views: int) -> list[npt.NDArray[np.int64]]:
+    """Per view, the view row each spine row takes, in spine order, from the join's batches
+    (a spine row number, then one view row number per view, in any order of spine rows).
+
+    Raises:
+        FeatureStoreError: If the join did not give each spine row once.
+    """
+    import numpy as np
+
+    # Batch by batch, so the join's result is never held whole; each spine row comes exactly
+    # once from an ASOF LEFT JOIN, so every slot is written.
+    index = [np.empty(rows, dtype=np.int64) for _ in range(views)]
+    seen = 0
+    for batch in reader:
+        numbers = batch.column(0).to_numpy()
+        if len(numbers) and (numbers.min() < 0 or numbers.max() >= rows):
+            break
+        for chosen, column in zip(index, batch.columns[1:], strict=True):
+            chosen[numbers] = column.to_numpy()
+        seen += len(numbers)
+    if seen != rows:
+        raise FeatureStoreError(f"the point-in-time join gave {seen:,} rows for a spine of "
+                                f"{rows:,}; the spine changed while it was read: join it again.")
+    return index
 
 
 def _key_groups(views: list[ViewVersion]) -> list[list[int]]:
@@ -212,7 +233,7 @@ def join_frame(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame, event_time: 
     table = table.append_column(ROW, pa.array(np.arange(len(spine), dtype=np.int64)))
     con.register("__fw_spine", table)
     try:
-        matches = _narrow_join(con, "__fw_spine", event_time, views)
+        matches = _narrow_join(con, "__fw_spine", len(spine), event_time, views)
     finally:
         con.unregister("__fw_spine")
     report = _report(views, matches)
@@ -234,9 +255,10 @@ def join_to_parquet(con: duckdb.DuckDBPyConnection, spine: Path, event_time: str
 
     relation = f"read_parquet({literal(str(spine))}, file_row_number = true)"
     spine_sql = f"(SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW} FROM {relation})"
-    matches = _narrow_join(con, spine_sql, event_time, views, check=False)
-    report = _report(views, matches)
     source = pq.ParquetFile(spine)
+    matches = _narrow_join(con, spine_sql, source.metadata.num_rows, event_time, views,
+                           check=False)
+    report = _report(views, matches)
     batches = source.iter_batches(batch_size=_BATCH_ROWS) if matches.rows else \
         iter([source.schema_arrow.empty_table()])
     first, writer = 0, None

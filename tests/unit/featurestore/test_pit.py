@@ -250,3 +250,20 @@ def test_the_parquet_join_of_three_views_equals_each_view_alone_across_batches(
     written = pd.read_parquet(tmp_path / "joined.parquet")
     assert report.matched == _assert_equals_each_view_alone(written, spine, alone)
     pd.testing.assert_frame_equal(written[spine.columns.tolist()], spine, check_dtype=False)
+
+
+def test_join_batches_that_skip_a_spine_row_are_refused_rather_than_left_unwritten() -> None:
+    import pyarrow as pa
+
+    from flywheel.featurestore import _pit
+
+    def batches(rows: list[int]) -> pa.RecordBatchReader:
+        batch = pa.record_batch({"row": pa.array(rows, pa.int64()),
+                                 "view": pa.array([7] * len(rows), pa.int64())})
+        return pa.RecordBatchReader.from_batches(batch.schema, [batch])
+
+    (index,) = _pit._scatter(batches([2, 0, 1]), 3, 1)
+    assert index.tolist() == [7, 7, 7]
+    for rows in ([0, 1], [0, 1, 3]):  # a row missing; a row the spine does not have
+        with pytest.raises(FeatureStoreError, match="the spine changed while it was read"):
+            _pit._scatter(batches(rows), 3, 1)
