@@ -252,7 +252,7 @@ def test_the_parquet_join_of_three_views_equals_each_view_alone_across_batches(
     pd.testing.assert_frame_equal(written[spine.columns.tolist()], spine, check_dtype=False)
 
 
-def test_join_batches_that_skip_a_spine_row_are_refused_rather_than_left_unwritten() -> None:
+def test_join_batches_that_miss_or_invent_a_spine_row_are_refused() -> None:
     import pyarrow as pa
 
     from flywheel.featurestore import _pit
