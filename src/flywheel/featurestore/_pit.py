@@ -127,7 +127,8 @@ def _scatter(reader: pa.RecordBatchReader, rows: int,
     (a spine row number, then one view row number per view, in any order of spine rows).
 
     Raises:
-        FeatureStoreError: If the join did not give each spine row once.
+        FeatureStoreError: If the join gave more or fewer rows than ``rows``, or a spine row
+            number outside them.
     """
     import numpy as np
 
