@@ -5,9 +5,12 @@ DuckDB's ``ASOF LEFT JOIN ... ON key = key AND spine_time >= view_time`` is the 
 never takes a later row. The join runs narrow: each view is first copied into a temporary
 table (its created-time tie-break applied there, on the view's rows rather than the spine's),
 and the ASOF JOIN carries only the spine's row number, keys and time, giving for each spine row
-the number of the view row it takes (null outside the TTL). The features are then gathered by
-those numbers with Arrow, in the spine's order, without sorting the wide result: ten million
-spine rows cost a narrow join, a gather and (for ``join_to_parquet``) a streamed write.
+the number of the view row it takes (-1: none, or outside the TTL). Views keyed alike share
+one ASOF JOIN: their rows are merged per entity and time, each carrying every view's latest
+row so far and that row's time (the TTL is checked against it), so the spine is sorted once
+per key rather than once per view. The features are then gathered by those numbers
+(``_gather``), in the spine's order, without sorting the wide result: ten million spine rows
+cost a narrow join, a gather and (for ``join_to_parquet``) a streamed write.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from flywheel.core.errors import FeatureStoreError
 from flywheel.featurestore._catalog import ViewVersion
+from flywheel.featurestore._gather import FeatureGather
 from flywheel.featurestore._source import (
     check_times,
     duckdb_error,
@@ -51,40 +55,15 @@ class JoinReport:
     matched: dict[str, int]
 
 
-@dataclasses.dataclass
-class _Matches:
-    """Per view, the number of the view row each spine row takes (-1: none), in spine order,
-    and the view's features ordered by those numbers."""
-
-    rows: int
-    index: list[npt.NDArray[np.int64]]
-    features: list[pa.Table]
-
-    def gather(self, first: int, last: int) -> list[tuple[str, pa.ChunkedArray]]:
-        """The feature columns of spine rows ``first`` to ``last`` (exclusive)."""
-        import numpy as np
-        import pyarrow as pa
-
-        columns: list[tuple[str, pa.ChunkedArray]] = []
-        for index, table in zip(self.index, self.features, strict=True):
-            chosen = index[first:last]
-            missing = chosen < 0
-            taken = table.take(pa.array(np.where(missing, 0, chosen), mask=missing))
-            columns.extend(zip(taken.column_names, taken.columns, strict=True))
-        return columns
-
-
-def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, event_time: str,
-                 views: list[ViewVersion], *, check: bool = True) -> _Matches:
-    """Join ``views`` to the relation ``spine`` (which has a ``__fw_row`` column numbering
-    its rows from 0) and say which view row each spine row takes.
+def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, rows: int, event_time: str,
+                 views: list[ViewVersion], *, check: bool = True) -> FeatureGather:
+    """Join ``views`` to the relation ``spine`` (``rows`` rows, with a ``__fw_row`` column
+    numbering them from 0) and say which view row each spine row takes.
 
     Raises:
         FeatureStoreError: If a key column is missing from the spine or of another type than
             the view's, a name is used twice, an event time cannot be read, or DuckDB fails.
     """
-    import numpy as np
-
     spine_types = view_types(con, spine, "the spine")
     if event_time not in spine_types:
         raise FeatureStoreError(f"the spine has no event-time column {event_time!r} "
@@ -114,23 +93,23 @@ def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, event_time: str,
     try:
         for i, view in enumerate(views):
             tables.append(_copy_view(con, view, f"__fw_view{i}"))
-            alias, vt = f"v{i}", f"__fw_t{i}"
-            keys = ", ".join(quote(k) for k in view.spec.entities)
-            ctes.append(f"{alias} AS (SELECT {keys}, {_TIME} AS {vt}, rowid AS __fw_i "
-                        f"FROM {tables[-1]})")
-            on = " AND ".join(f"spine.{quote(k)} = {alias}.{quote(k)}"
-                              for k in view.spec.entities)
-            joins.append(f"ASOF LEFT JOIN {alias} ON {on} AND spine.{_TIME} >= {alias}.{vt}")
-            if view.spec.ttl is None:
-                selects.append(f"{alias}.__fw_i AS __fw_i{i}")
-            else:
-                selects.append(f"CASE WHEN {alias}.{vt} >= spine.{_TIME} - to_microseconds("
-                               f"{int(view.spec.ttl * 1_000_000)}) THEN {alias}.__fw_i END "
-                               f"AS __fw_i{i}")
+        for g, members in enumerate(_key_groups(views)):
+            alias = f"m{g}"
+            keys = views[members[0]].spec.entities
+            ctes.extend(_merged_rows(alias, keys, {i: tables[i] for i in members}))
+            on = " AND ".join(f"spine.{quote(k)} = {alias}.{quote(k)}" for k in keys)
+            joins.append(f"ASOF LEFT JOIN {alias} ON {on} AND spine.{_TIME} >= {alias}.{_TIME}")
+            for i in members:
+                ttl = views[i].spec.ttl
+                within = "" if ttl is None else \
+                    (f" AND {alias}.__fw_t{i} >= spine.{_TIME} - to_microseconds("
+                     f"{int(ttl * 1_000_000)})")
+                selects.append(f"CASE WHEN {alias}.__fw_i{i} IS NOT NULL{within} "
+                               f"THEN {alias}.__fw_i{i} ELSE -1 END AS __fw_i{i}")
         sql = f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM spine {' '.join(joins)}"
-        narrow = con.sql(sql).fetch_arrow_table()
+        index = _scatter(con.sql(sql).to_arrow_reader(_BATCH_ROWS), rows, len(views))
         features = [con.sql(f"SELECT {', '.join(quote(f) for f in view.spec.features)} "
-                            f"FROM {table} ORDER BY rowid").fetch_arrow_table()
+                            f"FROM {table} ORDER BY rowid").to_arrow_table()
                     for view, table in zip(views, tables, strict=True)]
     except duckdb_error() as exc:
         raise FeatureStoreError(f"the point-in-time join failed in DuckDB: "
@@ -139,13 +118,73 @@ def _narrow_join(con: duckdb.DuckDBPyConnection, spine: str, event_time: str,
     finally:
         for table in tables:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    rows = narrow.column(ROW).to_numpy()
-    index = []
-    for i in range(len(views)):
-        chosen = np.full(len(rows), -1, dtype=np.int64)
-        chosen[rows] = narrow.column(f"__fw_i{i}").fill_null(-1).to_numpy()
-        index.append(chosen)
-    return _Matches(rows=len(rows), index=index, features=features)
+    return FeatureGather(rows=rows, index=index, features=features)
+
+
+def _scatter(reader: pa.RecordBatchReader, rows: int,
+             views: int) -> list[npt.NDArray[np.int64]]:
+    """Per view, the view row each spine row takes, in spine order, from the join's batches
+    (a spine row number, then one view row number per view, in any order of spine rows).
+
+    Raises:
+        FeatureStoreError: If the join gave more or fewer rows than ``rows``, or a spine row
+            number outside them.
+    """
+    import numpy as np
+
+    # Batch by batch, so the join's result is never held whole; each spine row comes exactly
+    # once from an ASOF LEFT JOIN, so every slot is written.
+    index = [np.empty(rows, dtype=np.int64) for _ in range(views)]
+    seen = 0
+    for batch in reader:
+        numbers = batch.column(0).to_numpy()
+        if len(numbers) and (numbers.min() < 0 or numbers.max() >= rows):
+            break
+        for chosen, column in zip(index, batch.columns[1:], strict=True):
+            chosen[numbers] = column.to_numpy()
+        seen += len(numbers)
+    if seen != rows:
+        raise FeatureStoreError(f"the point-in-time join gave {seen:,} rows for a spine of "
+                                f"{rows:,}; the spine changed while it was read: join it again.")
+    return index
+
+
+def _key_groups(views: list[ViewVersion]) -> list[list[int]]:
+    """The views' numbers grouped by entity key (in any order): one ASOF JOIN per group."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for i, view in enumerate(views):
+        groups.setdefault(frozenset(view.spec.entities), []).append(i)
+    return list(groups.values())
+
+
+def _merged_rows(alias: str, keys: list[str], tables: dict[int, str]) -> list[str]:
+    """CTEs ending in ``alias``: one row per entity and time at which any of ``tables`` (by
+    view number) has a row, with each view's latest row number so far (``__fw_i<n>``) and
+    that row's time (``__fw_t<n>``, for its TTL), carried forward from earlier times.
+
+    One ASOF JOIN against these rows answers for every view keyed alike, so the spine is
+    sorted once per key rather than once per view.
+    """
+    key_list = ", ".join(quote(k) for k in keys)
+    if len(tables) == 1:
+        ((i, table),) = tables.items()
+        return [f"{alias} AS (SELECT {key_list}, {_TIME}, rowid AS __fw_i{i}, "
+                f"{_TIME} AS __fw_t{i} FROM {table})"]
+    # With a created time, each table holds one row per entity and time (_copy_view); without
+    # one, of rows alike in entity and time (which the view leaves undecided) the last read.
+    # A row without a time is never joined (as the ASOF JOIN never joins it), nor carried.
+    union = " UNION ALL BY NAME ".join(f"SELECT {key_list}, {_TIME}, rowid AS __fw_i{i} "
+                                       f"FROM {table} WHERE {_TIME} IS NOT NULL"
+                                       for i, table in tables.items())
+    latest = ", ".join(f"max(__fw_i{i}) AS __fw_i{i}" for i in tables)
+    carried = ", ".join(
+        f"last_value(__fw_i{i} IGNORE NULLS) OVER w AS __fw_i{i}, last_value(CASE WHEN "
+        f"__fw_i{i} IS NOT NULL THEN {_TIME} END IGNORE NULLS) OVER w AS __fw_t{i}"
+        for i in tables)
+    return [f"{alias}_rows AS (SELECT {key_list}, {_TIME}, {latest} FROM ({union}) "
+            f"GROUP BY {key_list}, {_TIME})",
+            f"{alias} AS (SELECT {key_list}, {_TIME}, {carried} FROM {alias}_rows WINDOW w AS "
+            f"(PARTITION BY {key_list} ORDER BY {_TIME} ROWS UNBOUNDED PRECEDING))"]
 
 
 def _copy_view(con: duckdb.DuckDBPyConnection, view: ViewVersion, table: str) -> str:
@@ -164,14 +203,13 @@ def _copy_view(con: duckdb.DuckDBPyConnection, view: ViewVersion, table: str) ->
     return table
 
 
-def _report(views: list[ViewVersion], matches: _Matches) -> JoinReport:
+def _report(views: list[ViewVersion], matches: FeatureGather) -> JoinReport:
     """The join's counts.
 
     Raises:
         FeatureStoreError: If spine rows exist but none matched any view.
     """
-    matched = {view.name: int((index >= 0).sum())
-               for view, index in zip(views, matches.index, strict=True)}
+    matched = {view.name: matches.matched(i) for i, view in enumerate(views)}
     if views and matches.rows and not any(matched.values()):
         names = ", ".join(repr(v.name) for v in views)
         raise FeatureStoreError(
@@ -196,11 +234,11 @@ def join_frame(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame, event_time: 
     table = table.append_column(ROW, pa.array(np.arange(len(spine), dtype=np.int64)))
     con.register("__fw_spine", table)
     try:
-        matches = _narrow_join(con, "__fw_spine", event_time, views)
+        matches = _narrow_join(con, "__fw_spine", len(spine), event_time, views)
     finally:
         con.unregister("__fw_spine")
     report = _report(views, matches)
-    features = pa.table(dict(matches.gather(0, matches.rows))).to_pandas()
+    features = pa.table(dict(matches.columns(0, matches.rows))).to_pandas()
     joined = pd.concat([spine.reset_index(drop=True), features], axis=1)
     return joined, report
 
@@ -218,9 +256,10 @@ def join_to_parquet(con: duckdb.DuckDBPyConnection, spine: Path, event_time: str
 
     relation = f"read_parquet({literal(str(spine))}, file_row_number = true)"
     spine_sql = f"(SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW} FROM {relation})"
-    matches = _narrow_join(con, spine_sql, event_time, views, check=False)
-    report = _report(views, matches)
     source = pq.ParquetFile(spine)
+    matches = _narrow_join(con, spine_sql, source.metadata.num_rows, event_time, views,
+                           check=False)
+    report = _report(views, matches)
     batches = source.iter_batches(batch_size=_BATCH_ROWS) if matches.rows else \
         iter([source.schema_arrow.empty_table()])
     first, writer = 0, None
@@ -228,10 +267,12 @@ def join_to_parquet(con: duckdb.DuckDBPyConnection, spine: Path, event_time: str
     # One thread writes a batch while this one gathers the next (Arrow releases the GIL).
     with ThreadPoolExecutor(1, thread_name_prefix="flywheel-pit-write") as pool:
         try:
-            for batch in batches:
+            for number, batch in enumerate(batches):
                 last = first + batch.num_rows
+                # This slot's buffers last held the batch before the previous one, whose
+                # write ended (waited for below) before the previous one was submitted.
                 columns = [*zip(batch.schema.names, batch.columns, strict=True),
-                           *matches.gather(first, last)]
+                           *matches.columns(first, last, slot=number)]
                 part = pa.table(dict(columns))
                 if writer is None:
                     # Features repeat a view row over many spine rows, but dictionary-encoding

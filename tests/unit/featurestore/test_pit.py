@@ -144,3 +144,126 @@ def test_the_parquet_join_holds_the_frame_joins_rows_in_the_spines_order_across_
     written = pd.read_parquet(tmp_path / "joined.parquet")
     assert report.rows == 1100 and report.matched["sales"] == expected["level"].notna().sum()
     pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+
+
+def _three_views(root: Path) -> tuple[FeatureStore, pd.DataFrame, dict[str, dict[str, object]]]:
+    """Two views on `store` (TTLs 36 h and 12 h, rows tied on store and time broken by their
+    created time) and one on `region` without TTL whose text feature misses: regions it lacks,
+    events before its first row. Times are whole seconds, as DuckDB keeps microseconds."""
+    rng = np.random.default_rng(11)
+    sales = sales_frame(seed=9).sample(frac=0.7, random_state=3)
+    # A tie on every fifth row: the same store and day, written later, with other values.
+    tied = sales.iloc[::5].assign(level=lambda f: f["level"] + 100.0,
+                                  footfall=lambda f: f["footfall"] + 1000)
+    sales = pd.concat([sales.assign(written=START), tied.assign(written=START
+                                                               + pd.Timedelta(hours=1))])
+    sales = sales.sample(frac=1.0, random_state=4)  # a tie's later-written row may come first
+    n = 900
+    promo = pd.DataFrame({
+        "store": [f"s{int(s):02d}" for s in rng.integers(0, 40, n)],
+        "hour": START + pd.to_timedelta(rng.integers(0, 30 * 24, n), unit="h"),
+        "discount": rng.uniform(0, 0.5, n).round(3),
+        "started": START + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
+        "entered": START + pd.to_timedelta(rng.permutation(n), unit="s")})
+    promo = pd.concat([promo, promo.iloc[::7].assign(discount=0.9, entered=START
+                                                     + pd.Timedelta(days=40))])
+    promo = promo.sample(frac=1.0, random_state=5)
+    regions = pd.DataFrame({
+        "region": ["north", "south", "east", "north", "south", "east", "north"],
+        "since": START + pd.to_timedelta([2, 3, 4, 10, 15, 20, 25], unit="D"),
+        "manager": ["ann", "bo", "cy", "dee", "ed", "flo", "gus"],
+        "size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
+    spine = spine_frame(n=1000, seed=12, sales=sales).assign(
+        at=lambda f: f["at"].dt.floor("s"),
+        region=lambda f: rng.choice(["north", "south", "east", "west"], len(f)))
+    views = [view(ttl="36h", created_time="written"),
+             {"name": "promo", "entities": ["store"], "event_time": "hour", "ttl": "12h",
+              "created_time": "entered", "source": "promo.parquet",
+              "features": ["discount", "started"]},
+             {"name": "regions", "entities": ["region"], "event_time": "since",
+              "source": "regions.parquet", "features": ["manager", "size"]}]
+    store = _store(root, sales=sales, spine=spine, views=views)
+    promo.to_parquet(root / "promo.parquet")
+    regions.to_parquet(root / "regions.parquet")
+    alone = {"sales": {"frame": sales, "key": "store", "time": "day", "created": "written",
+                       "ttl": pd.Timedelta(hours=36), "features": ["level", "footfall"]},
+             "promo": {"frame": promo, "key": "store", "time": "hour", "created": "entered",
+                       "ttl": pd.Timedelta(hours=12), "features": ["discount", "started"]},
+             "regions": {"frame": regions, "key": "region", "time": "since", "created": None,
+                         "ttl": None, "features": ["manager", "size"]}}
+    return store, spine, alone
+
+
+def _brute_force(spine: pd.DataFrame, frame: pd.DataFrame, key: str, time: str,
+                 created: str | None, ttl: pd.Timedelta | None,
+                 features: list[str]) -> list[dict[str, object] | None]:
+    """For each spine row, the view's latest row at or before it (within ``ttl``; ties on
+    time to the latest ``created``), or None."""
+    order = [time] if created is None else [time, created]
+    by_key: dict[object, list[dict[str, object]]] = {}
+    for record in frame.sort_values(order).to_dict("records"):  # every row of each entity
+        by_key.setdefault(record[key], []).append(record)
+    found: list[dict[str, object] | None] = []
+    for entity, at in zip(spine[key], spine["at"], strict=True):
+        rows = [r for r in by_key.get(entity, []) if r[time] <= at  # type: ignore[operator]
+                and (ttl is None or r[time] >= at - ttl)]  # type: ignore[operator]
+        found.append(rows[-1] if rows else None)
+    return found
+
+
+def _assert_equals_each_view_alone(joined: pd.DataFrame, spine: pd.DataFrame,
+                                   alone: dict[str, dict[str, object]]) -> dict[str, int]:
+    matched = {}
+    for name, how in alone.items():
+        expected = _brute_force(spine, **how)  # type: ignore[arg-type]
+        matched[name] = sum(e is not None for e in expected)
+        for i, want in enumerate(expected):
+            for feature in how["features"]:  # type: ignore[attr-defined]
+                got = joined[feature].iloc[i]
+                if want is None:
+                    assert pd.isna(got), (name, i, feature, got)
+                else:
+                    assert got == want[feature], (name, i, feature, got, want[feature])
+    return matched
+
+
+def test_views_sharing_a_key_with_other_ttls_and_ties_join_as_each_view_alone(tmp_path) -> None:
+    store, spine, alone = _three_views(tmp_path)
+    joined, report, _ = store.training_set(spine)
+    matched = _assert_equals_each_view_alone(joined, spine, alone)
+    assert report.matched == matched
+    # Each view both matches and misses here, so every path (hit, TTL, miss) is taken.
+    assert all(0 < count < len(spine) for count in matched.values())
+    assert joined["manager"].isna().any() and joined["manager"].notna().any()
+
+
+def test_the_parquet_join_of_three_views_equals_each_view_alone_across_batches(
+        tmp_path, monkeypatch) -> None:
+    from flywheel.featurestore import _pit, join_to_parquet
+
+    monkeypatch.setattr(_pit, "_BATCH_ROWS", 300)  # four batches: both buffer sets reused
+    store, spine, alone = _three_views(tmp_path)
+    spine.to_parquet(tmp_path / "spine.parquet")
+    views = [store.catalog.resolve(name) for name in ("sales", "promo", "regions")]
+    report = join_to_parquet(store.catalog.con, tmp_path / "spine.parquet", "at", views,
+                             tmp_path / "joined.parquet")
+    written = pd.read_parquet(tmp_path / "joined.parquet")
+    assert report.matched == _assert_equals_each_view_alone(written, spine, alone)
+    pd.testing.assert_frame_equal(written[spine.columns.tolist()], spine, check_dtype=False)
+
+
+def test_join_batches_that_miss_or_invent_a_spine_row_are_refused() -> None:
+    import pyarrow as pa
+
+    from flywheel.featurestore import _pit
+
+    def batches(rows: list[int]) -> pa.RecordBatchReader:
+        batch = pa.record_batch({"row": pa.array(rows, pa.int64()),
+                                 "view": pa.array([7] * len(rows), pa.int64())})
+        return pa.RecordBatchReader.from_batches(batch.schema, [batch])
+
+    (index,) = _pit._scatter(batches([2, 0, 1]), 3, 1)
+    assert index.tolist() == [7, 7, 7]
+    for rows in ([0, 1], [0, 1, 3]):  # a row missing; a row the spine does not have
+        with pytest.raises(FeatureStoreError, match="the spine changed while it was read"):
+            _pit._scatter(batches(rows), 3, 1)
