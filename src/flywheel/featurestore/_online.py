@@ -1,10 +1,17 @@
 """Online stores: the latest feature values per entity, for serving.
 
 Layout: one record per entity of an entity-key set (the views keyed on ``origin`` share one),
-holding one value per view version (``weather__v2``: the features as a JSON array) and that
-value's event time (``weather__v2__t``). A lookup of one entity is then one read whatever the
-number of views. A write keeps the newer value: an older window materialized later never
-overwrites a newer one.
+holding one value per view version (``weather__v2``: the features encoded by the view's
+``ValueCodec``) and that value's event time (``weather__v2__t``). A lookup of one entity is then
+one read whatever the number of views. A write keeps the newer value: an older window
+materialized later never overwrites a newer one.
+
+Values: a view whose features are all numbers or booleans is packed (a zero byte, then each
+feature as a little-endian float64, int64 or bool; a null or non-finite float is NaN and reads
+back None), so the values of every view of a lookup, laid end to end, decode with one
+``struct.unpack``. Any other view, and a row a packed view cannot hold exactly (a null integer
+or boolean, an integer past int64), is a JSON array, which starts with ``[``; values written as
+JSON arrays before packing existed read as they did.
 
 Materialization records each finished chunk with the chunk's rows (SQLite: in the same
 transaction), so a killed run resumes at the first unfinished chunk.
@@ -17,12 +24,16 @@ Backends: ``SqliteOnlineStore`` (the embedded default, a file in ``.flywheel/fea
 from __future__ import annotations
 
 import itertools
+import math
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
 
 from flywheel.core.errors import ConfigError, FeatureStoreError
 
@@ -30,10 +41,68 @@ if TYPE_CHECKING:
     from flywheel.core.spec import ProjectSpec
     from flywheel.core.workspace import Workspace
 
-__all__ = ["OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore", "create_online_store"]
+__all__ = ["NULL", "OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore", "ValueCodec",
+           "create_online_store"]
 
 Row = tuple[str, float, bytes]
-"""An entity's key (text), its value's event time (epoch seconds) and the value (JSON)."""
+"""An entity's key (text), its value's event time (epoch seconds) and the value (its view's
+``ValueCodec`` encoding)."""
+
+NULL = struct.pack("<d", math.nan)
+"""A null float in a packed value (the one NaN a packed value holds)."""
+
+_CODES = {"DOUBLE": "d", "FLOAT": "d", "REAL": "d", "BOOLEAN": "?",
+          **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                           "USMALLINT", "UINTEGER", "UBIGINT"), "q")}
+"""DuckDB type -> struct code of the types a packed value holds (an integer past int64, which
+HUGEINT and UBIGINT can hold, is written as JSON)."""
+
+
+class ValueCodec:
+    """How one view version's features are stored as one value (see the module docstring).
+
+    Args:
+        types: The DuckDB type of each feature, in the view's order.
+    """
+
+    def __init__(self, types: Sequence[str]) -> None:
+        codes = [_CODES.get(kind.strip().upper(), "") for kind in types]
+        self.packed = bool(codes) and all(codes)
+        """Whether the view's values are packed (else JSON arrays)."""
+        self.format = "x" + "".join(codes) if self.packed else ""
+        """The struct format of a packed value (after ``<``), its leading zero byte included."""
+        self._struct = struct.Struct("<" + self.format)
+        self._floats = tuple(i for i, code in enumerate(codes) if code == "d")
+        self._exact = tuple(i for i, code in enumerate(codes) if code in "q?")
+
+    def encode(self, values: list[Any]) -> bytes:
+        """``values`` (the features in order) as stored; consumes the list."""
+        if self.packed:
+            isfinite = math.isfinite
+            for i in self._floats:
+                value = values[i]
+                if value is None or not isfinite(value):
+                    values[i] = math.nan  # JSON turned NaN and infinities into null too
+            if all(values[i] is not None for i in self._exact):
+                try:
+                    return self._struct.pack(*values)
+                except (struct.error, OverflowError):
+                    pass
+        return orjson.dumps(values)  # NaN is null in JSON
+
+    def decode(self, value: bytes | str) -> list[Any]:
+        """The features of a stored value, in order (a null float is None).
+
+        Raises:
+            FeatureStoreError: If ``value`` is neither JSON nor this view's packed layout.
+        """
+        if value[:1] in (b"[", "["):
+            return list(orjson.loads(value))
+        if not self.packed or not isinstance(value, bytes) or len(value) != self._struct.size:
+            raise FeatureStoreError(f"an online value of {len(value)} bytes does not match its "
+                                    f"view's layout ({self._struct.size} bytes); materialize "
+                                    "the view again.")
+        return [None if v != v else v for v in self._struct.unpack(value)]
 
 
 class OnlineStore(Protocol):
@@ -57,10 +126,11 @@ class OnlineStore(Protocol):
         """Per key, per column: the stored value or None."""
         ...
 
-    def read_joined(self, table: str, columns: Sequence[str],
-                    keys: Sequence[str]) -> list[bytes | str | None]:
-        """Per key, the JSON arrays of ``columns`` laid end to end as one array (what one
-        decode turns into every feature), or None if the key lacks any of the columns."""
+    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
+                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
+        """Per key, one read of two columns lists laid end to end: the values of ``packed``
+        joined as bytes (b"" with none), and the JSON arrays of ``arrays`` as one array
+        ("[]" with none); or None if the key lacks a value in any of the columns."""
         ...
 
     def get_meta(self, name: str) -> str | None: ...
@@ -83,7 +153,9 @@ class SqliteOnlineStore:
         self._local = threading.local()
         self._columns: dict[str, tuple[float, frozenset[str]]] = {}
         self._statements: dict[tuple[str, tuple[str, ...], int], str] = {}
-        self._joined: dict[tuple[str, tuple[str, ...], int], str] = {}
+        self._joined: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], str] = {}
+        """The joined read per shape, once every column it reads exists (columns are only
+        ever added, so it stays valid)."""
 
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
@@ -94,6 +166,8 @@ class SqliteOnlineStore:
                                       check_same_thread=False)
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
+                # Reads map the file instead of copying each page through a read() call.
+                con.execute("PRAGMA mmap_size=1073741824")
                 con.execute("CREATE TABLE IF NOT EXISTS _fw_chunks (run TEXT, chunk INTEGER, "
                             "PRIMARY KEY (run, chunk))")
                 con.execute("CREATE TABLE IF NOT EXISTS _fw_meta (name TEXT PRIMARY KEY, "
@@ -167,28 +241,46 @@ class SqliteOnlineStore:
                        [row[i] if i >= 0 else None for i in index])
         return out
 
-    def read_joined(self, table: str, columns: Sequence[str],
-                    keys: Sequence[str]) -> list[bytes | str | None]:
-        # SQLite lays the arrays end to end itself: one value per entity crosses into Python
+    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
+                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
+        # SQLite lays the values end to end itself: two values per entity cross into Python
         # whatever the number of views, so a lookup costs about the same for 1 view or 10.
         con = self._con()
-        if not set(columns) <= self._present(con, table, columns):
-            return [None] * len(keys)
-        found: dict[str, bytes | str] = {}
+        if len(keys) == 1:
+            sql = self._joined.get((table, tuple(packed), tuple(arrays), 1))
+            if sql is None:
+                sql = self._joined_sql(con, table, packed, arrays, 1)
+                if sql is None:
+                    return [None]
+            row = con.execute(sql, keys).fetchone()
+            return [None if row is None or row[0] is None or row[1] is None else row]
+        found: dict[str, tuple[bytes, bytes | str]] = {}
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
-            shape = (table, tuple(columns), len(part))
-            sql = self._joined.get(shape)
+            sql = self._joined.get((table, tuple(packed), tuple(arrays), len(part))) or \
+                self._joined_sql(con, table, packed, arrays, len(part))
             if sql is None:
-                laid = " || ',' || ".join(f"substr({_q(c)}, 2, length({_q(c)}) - 2)"
-                                          for c in columns)
-                where = "key = ?" if len(part) == 1 else f"key IN ({', '.join('?' * len(part))})"
-                sql = f"SELECT key, '[' || {laid} || ']' FROM {_q(table)} WHERE {where}"
-                self._joined[shape] = sql
-            for key, value in con.execute(sql, part):
-                if value is not None:
-                    found[key] = value
+                return [None] * len(keys)
+            for key, laid, array in con.execute(sql, part):
+                if laid is not None and array is not None:
+                    found[key] = (laid, array)
         return [found.get(key) for key in keys]
+
+    def _joined_sql(self, con: sqlite3.Connection, table: str, packed: Sequence[str],
+                    arrays: Sequence[str], count: int) -> str | None:
+        """The joined read of ``count`` keys (kept), or None while a column does not exist."""
+        columns = [*packed, *arrays]
+        if not set(columns) <= self._present(con, table, columns):
+            return None
+        laid = f"CAST({' || '.join(_q(c) for c in packed)} AS BLOB)" if packed else "x''"
+        array = ("'[' || " + " || ',' || ".join(f"substr({_q(c)}, 2, length({_q(c)}) - 2)"
+                                                 for c in arrays) + " || ']'") \
+            if arrays else "'[]'"
+        where = "key = ?" if count == 1 else f"key IN ({', '.join('?' * count)})"
+        head = "" if count == 1 else "key, "
+        sql = f"SELECT {head}{laid}, {array} FROM {_q(table)} WHERE {where}"
+        self._joined[(table, tuple(packed), tuple(arrays), count)] = sql
+        return sql
 
     def _present(self, con: sqlite3.Connection, table: str,
                  columns: Sequence[str]) -> frozenset[str]:
@@ -289,13 +381,16 @@ class RedisOnlineStore:
         except self._errors as exc:
             raise self._fail(exc, "reading features") from exc
 
-    def read_joined(self, table: str, columns: Sequence[str],
-                    keys: Sequence[str]) -> list[bytes | str | None]:
+    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
+                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
         """Raises: FeatureStoreError: if Redis does not answer (serving counts misses)."""
-        laid: list[bytes | str | None] = []
-        for blobs in self.read(table, columns, keys):
-            parts = [blob[1:-1] for blob in blobs if blob is not None]
-            laid.append(b"[" + b",".join(parts) + b"]" if len(parts) == len(blobs) else None)
+        laid: list[tuple[bytes, bytes | str] | None] = []
+        split = len(packed)
+        for blobs in self.read(table, [*packed, *arrays], keys):
+            held = [blob for blob in blobs if blob is not None]
+            laid.append(None if len(held) < len(blobs) else (
+                b"".join(held[:split]),
+                b"[" + b",".join(blob[1:-1] for blob in held[split:]) + b"]"))
         return laid
 
     def get_meta(self, name: str) -> str | None:

@@ -29,10 +29,26 @@ class OnlineStoreContract:
         online.write_chunk("e_store", "sales__v1", [("a", 1.0, b"[1,2]"), ("b", 1.0, b"[3,4]")],
                            run="r", chunk=0)
         online.write_chunk("e_store", "stock__v2", [("a", 1.0, b"[\"x\"]")], run="s", chunk=0)
-        laid = online.read_joined("e_store", ["stock__v2", "sales__v1"], ["b", "a", "zz"])
+        laid = online.read_joined("e_store", [], ["stock__v2", "sales__v1"], ["b", "a", "zz"])
         assert laid[0] is None and laid[2] is None  # b lacks stock__v2; zz is not held
-        assert orjson.loads(laid[1]) == ["x", 1, 2]  # type: ignore[arg-type]
-        assert online.read_joined("e_store", ["never__v1"], ["a"]) == [None]
+        assert laid[1] is not None and laid[1][0] == b""
+        assert orjson.loads(laid[1][1]) == ["x", 1, 2]
+        assert online.read_joined("e_store", [], ["never__v1"], ["a"]) == [None]
+
+    def test_packed_values_read_joined_are_their_bytes_end_to_end_beside_the_arrays(
+            self, online: OnlineStore) -> None:
+        online.write_chunk("e_store", "a__v1", [("k", 1.0, b"\x00\x01\x00"), ("j", 1.0, b"\x00")],
+                           run="r", chunk=0)
+        online.write_chunk("e_store", "b__v1", [("k", 1.0, b"\x00\xff")], run="s", chunk=0)
+        online.write_chunk("e_store", "c__v1", [("k", 1.0, b"[\"x\"]"), ("j", 1.0, b"[1]")],
+                           run="t", chunk=0)
+        laid = online.read_joined("e_store", ["b__v1", "a__v1"], ["c__v1"], ["k", "j", "zz"])
+        assert laid[0] is not None
+        assert (bytes(laid[0][0]), orjson.loads(laid[0][1])) == (b"\x00\xff\x00\x01\x00", ["x"])
+        assert laid[1:] == [None, None]  # j lacks b__v1
+        [only] = online.read_joined("e_store", ["a__v1"], [], ["k"])
+        assert only is not None and (bytes(only[0]), orjson.loads(only[1])) == (
+            b"\x00\x01\x00", [])
 
     def test_an_older_value_never_overwrites_a_newer_one(self, online: OnlineStore) -> None:
         online.write_chunk("e_store", "sales__v1", [("a", 20.0, b"[\"new\"]")], run="r",

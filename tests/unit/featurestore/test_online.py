@@ -1,12 +1,17 @@
-"""The SQLite online store (the embedded default) against the online-store contract."""
+"""The SQLite online store (the embedded default) against the online-store contract, and how
+views' values are stored (``ValueCodec``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
+from flywheel.core.errors import FeatureStoreError
 from flywheel.featurestore import SqliteOnlineStore
+from flywheel.featurestore._online import ValueCodec
 
 from .online_contract import OnlineStoreContract
 
@@ -24,3 +29,45 @@ def test_a_second_connection_reads_what_the_first_wrote(tmp_path) -> None:
     writer.write_chunk("e_store", "sales__v1", [("a", 1.0, b"[1]")], run="r", chunk=0)
     reader = SqliteOnlineStore(tmp_path / "online.db")
     assert reader.read("e_store", ["sales__v1"], ["a"]) == [[b"[1]"]]
+
+
+def test_a_numeric_view_packs_its_values_and_reads_them_back_with_their_types() -> None:
+    codec = ValueCodec(["DOUBLE", "BIGINT", "BOOLEAN", "FLOAT", "TINYINT"])
+    value = codec.encode([1.5, -(2**63), True, 0.25, 7])
+    assert codec.packed and value[:1] == b"\x00" and len(value) == 1 + 8 + 8 + 1 + 8 + 8
+    assert codec.decode(value) == [1.5, -(2**63), True, 0.25, 7]
+    assert [type(v) for v in codec.decode(value)] == [float, int, bool, float, int]
+
+
+def test_a_null_nan_or_infinite_float_reads_back_none_as_json_made_it() -> None:
+    codec = ValueCodec(["DOUBLE"] * 5)
+    value = codec.encode([None, math.nan, math.inf, -math.inf, -2.0])
+    assert value[:1] == b"\x00"
+    assert codec.decode(value) == [None, None, None, None, -2.0]
+
+
+def test_a_row_packing_cannot_hold_exactly_is_written_as_a_json_array() -> None:
+    codec = ValueCodec(["BIGINT", "BOOLEAN", "UBIGINT"])
+    for row in ([None, True, 1], [1, None, 1], [1, False, 2**64 - 1]):
+        value = codec.encode(list(row))
+        assert value[:1] == b"["
+        assert codec.decode(value) == row
+
+
+def test_a_view_with_a_text_or_time_feature_stores_json_arrays_that_round_trip_exactly() -> None:
+    codec = ValueCodec(["DOUBLE", "VARCHAR", "TIMESTAMP"])
+    text = 'é\n"x"\x00 ✓'
+    value = codec.encode([1.0, text, None])
+    assert not codec.packed and value == orjson.dumps([1.0, text, None])
+    assert codec.decode(value) == [1.0, text, None]
+
+
+def test_values_written_as_json_arrays_before_packing_still_read() -> None:
+    assert ValueCodec(["DOUBLE", "BIGINT"]).decode(b"[1.5,2]") == [1.5, 2]
+
+
+def test_a_value_of_another_layout_is_refused_with_what_to_do() -> None:
+    with pytest.raises(FeatureStoreError, match=r"an online value of 3 bytes does not match "
+                                                r"its view's layout \(9 bytes\); materialize "
+                                                "the view again"):
+        ValueCodec(["DOUBLE"]).decode(b"\x00\x01\x02")
