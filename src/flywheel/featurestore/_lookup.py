@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from flywheel.core.errors import FeatureStoreError
-from flywheel.featurestore._online import NULL, OnlineStore, ValueCodec
+from flywheel.featurestore._online import HAS_NULL, PACKED, OnlineStore, ValueCodec
 
 log = logging.getLogger("flywheel.featurestore")
 
@@ -71,17 +71,19 @@ class JoinGroup:
 
     @functools.cached_property
     def _joined(self) -> tuple[Callable[[bytes], tuple[Any, ...]], int,
-                               Callable[[bytes], Any] | None, Any]:
+                               Callable[[bytes], tuple[int, ...]] | None, tuple[int, ...]]:
         """The unpacking of the packed views' values laid end to end, its size, and what
-        picks each value's leading byte (zero when packed) with the bytes it must give."""
+        picks each value's leading byte, with the bytes it gives when no float is null."""
         layout = struct.Struct("<" + "".join(c.format for c in self.value_codecs if c.packed))
         starts, at = [], 0
         for codec in self.value_codecs:
             if codec.packed:
                 starts.append(at)
                 at += struct.calcsize("<" + codec.format)
-        marks = operator.itemgetter(*starts) if starts else None
-        return layout.unpack, layout.size, marks, marks(bytes(at)) if marks else None
+        # A tuple whatever the number of packed views (itemgetter of one index gives the item).
+        picks = starts * 2 if len(starts) == 1 else starts
+        marks = operator.itemgetter(*picks) if picks else None
+        return layout.unpack, layout.size, marks, (PACKED,) * len(picks)
 
     @functools.cached_property
     def _order(self) -> Callable[[list[Any]], tuple[Any, ...]] | None:
@@ -97,14 +99,20 @@ class JoinGroup:
     def decode_joined(self, laid: bytes, array: bytes | str) -> Sequence[Any] | None:
         """The features of one joined read, in ``stored`` order; None if a packed view's value
         is not packed (JSON written before packing, or a row packing cannot hold)."""
-        unpack, size, marks, zeros = self._joined
-        if len(laid) != size or (marks is not None and marks(laid) != zeros):
+        unpack, size, marks, plain = self._joined
+        if len(laid) != size:
             return None
-        values: Sequence[Any] = unpack(laid)
-        if NULL in laid:
-            values = [None if v != v else v for v in values]
+        values: Sequence[Any]
+        if marks is not None and marks(laid) != plain:
+            if max(marks(laid)) > HAS_NULL:
+                return None  # a JSON array's "[" where a packed value starts
+            values = [None if v != v else v for v in unpack(laid)]
+        else:
+            values = unpack(laid)
         if self.array_columns:
             values = [*values, *orjson.loads(array)]
+            if len(values) != len(self.stored):
+                return None
             if self._order is not None:
                 values = self._order(values)
         return values
@@ -228,7 +236,7 @@ class FeatureJoiner:
                 left_keys.append(key)
                 left.append(row)
                 continue
-            row.update(zip(names, values, strict=True))
+            row.update(zip(names, values, strict=False))  # as many: decode_joined checks
         if len(left) < len(targets):
             with self._lock:
                 self.lookups += len(targets) - len(left)

@@ -6,12 +6,12 @@ holding one value per view version (``weather__v2``: the features encoded by the
 one read whatever the number of views. A write keeps the newer value: an older window
 materialized later never overwrites a newer one.
 
-Values: a view whose features are all numbers or booleans is packed (a zero byte, then each
-feature as a little-endian float64, int64 or bool; a null or non-finite float is NaN and reads
-back None), so the values of every view of a lookup, laid end to end, decode with one
-``struct.unpack``. Any other view, and a row a packed view cannot hold exactly (a null integer
-or boolean, an integer past int64), is a JSON array, which starts with ``[``; values written as
-JSON arrays before packing existed read as they did.
+Values: a view whose features are all numbers or booleans is packed (a byte saying whether a
+float is null, then each feature as a little-endian float64, int64 or bool; a null or
+non-finite float is NaN and reads back None), so the values of every view of a lookup, laid
+end to end, decode with one ``struct.unpack``. Any other view, and a row a packed view cannot
+hold exactly (a null integer or boolean, an integer past int64), is a JSON array, which starts
+with ``[``; values written as JSON arrays before packing existed read as they did.
 
 Materialization records each finished chunk with the chunk's rows (SQLite: in the same
 transaction), so a killed run resumes at the first unfinished chunk.
@@ -41,15 +41,16 @@ if TYPE_CHECKING:
     from flywheel.core.spec import ProjectSpec
     from flywheel.core.workspace import Workspace
 
-__all__ = ["NULL", "OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore", "ValueCodec",
-           "create_online_store"]
+__all__ = ["HAS_NULL", "PACKED", "OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore",
+           "ValueCodec", "create_online_store"]
 
 Row = tuple[str, float, bytes]
 """An entity's key (text), its value's event time (epoch seconds) and the value (its view's
 ``ValueCodec`` encoding)."""
 
-NULL = struct.pack("<d", math.nan)
-"""A null float in a packed value (the one NaN a packed value holds)."""
+PACKED, HAS_NULL = 0, 1
+"""The leading byte of a packed value: without, or with a null float (NaN) among its values.
+A JSON array starts with ``[`` (91)."""
 
 _CODES = {"DOUBLE": "d", "FLOAT": "d", "REAL": "d", "BOOLEAN": "?",
           **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
@@ -70,8 +71,9 @@ class ValueCodec:
         self.packed = bool(codes) and all(codes)
         """Whether the view's values are packed (else JSON arrays)."""
         self.format = "x" + "".join(codes) if self.packed else ""
-        """The struct format of a packed value (after ``<``), its leading zero byte included."""
+        """The struct format of a packed value (after ``<``); ``x`` skips its leading byte."""
         self._struct = struct.Struct("<" + self.format)
+        self._pack = struct.Struct("<B" + self.format[1:]).pack
         self._floats = tuple(i for i, code in enumerate(codes) if code == "d")
         self._exact = tuple(i for i, code in enumerate(codes) if code in "q?")
 
@@ -79,13 +81,15 @@ class ValueCodec:
         """``values`` (the features in order) as stored; consumes the list."""
         if self.packed:
             isfinite = math.isfinite
+            nulls = False
             for i in self._floats:
                 value = values[i]
                 if value is None or not isfinite(value):
                     values[i] = math.nan  # JSON turned NaN and infinities into null too
+                    nulls = True
             if all(values[i] is not None for i in self._exact):
                 try:
-                    return self._struct.pack(*values)
+                    return self._pack(HAS_NULL if nulls else PACKED, *values)
                 except (struct.error, OverflowError):
                     pass
         return orjson.dumps(values)  # NaN is null in JSON
@@ -98,11 +102,13 @@ class ValueCodec:
         """
         if value[:1] in (b"[", "["):
             return list(orjson.loads(value))
-        if not self.packed or not isinstance(value, bytes) or len(value) != self._struct.size:
+        if not self.packed or not isinstance(value, bytes) or len(value) != self._struct.size \
+                or value[0] not in (PACKED, HAS_NULL):
             raise FeatureStoreError(f"an online value of {len(value)} bytes does not match its "
-                                    f"view's layout ({self._struct.size} bytes); materialize "
-                                    "the view again.")
-        return [None if v != v else v for v in self._struct.unpack(value)]
+                                    f"view's layout ({self._struct.size} bytes, packed); "
+                                    "materialize the view again.")
+        values = self._struct.unpack(value)
+        return [None if v != v else v for v in values] if value[0] == HAS_NULL else list(values)
 
 
 class OnlineStore(Protocol):
