@@ -104,8 +104,9 @@ class JoinGroup:
             return None
         values: Sequence[Any]
         if marks is not None and marks(laid) != plain:
-            if max(marks(laid)) > HAS_NULL:
-                return None  # a JSON array's "[" where a packed value starts
+            flags = marks(laid)
+            if min(flags) < PACKED or max(flags) > HAS_NULL:
+                return None  # no value, or a JSON array's "[", where a packed value starts
             values = [None if v != v else v for v in unpack(laid)]
         else:
             values = unpack(laid)

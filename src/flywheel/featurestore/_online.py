@@ -24,6 +24,7 @@ Backends: ``SqliteOnlineStore`` (the embedded default, a file in ``.flywheel/fea
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import sqlite3
 import struct
@@ -48,9 +49,10 @@ Row = tuple[str, float, bytes]
 """An entity's key (text), its value's event time (epoch seconds) and the value (its view's
 ``ValueCodec`` encoding)."""
 
-PACKED, HAS_NULL = 0, 1
+PACKED, HAS_NULL = 1, 2
 """The leading byte of a packed value: without, or with a null float (NaN) among its values.
-A JSON array starts with ``[`` (91)."""
+A JSON array starts with ``[`` (91); zero is no value (a slot of an entity record not
+written)."""
 
 _CODES = {"DOUBLE": "d", "FLOAT": "d", "REAL": "d", "BOOLEAN": "?",
           **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
@@ -103,12 +105,17 @@ class ValueCodec:
         if value[:1] in (b"[", "["):
             return list(orjson.loads(value))
         if not self.packed or not isinstance(value, bytes) or len(value) != self._struct.size \
-                or value[0] not in (PACKED, HAS_NULL):
+                or not is_packed(value):
             raise FeatureStoreError(f"an online value of {len(value)} bytes does not match its "
                                     f"view's layout ({self._struct.size} bytes, packed); "
                                     "materialize the view again.")
         values = self._struct.unpack(value)
         return [None if v != v else v for v in values] if value[0] == HAS_NULL else list(values)
+
+
+def is_packed(value: bytes | str) -> bool:
+    """Whether a stored value is packed (else a JSON array)."""
+    return isinstance(value, bytes) and value[:1] in (b"\x01", b"\x02")
 
 
 class OnlineStore(Protocol):
@@ -134,9 +141,11 @@ class OnlineStore(Protocol):
 
     def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
                     keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
-        """Per key, one read of two columns lists laid end to end: the values of ``packed``
+        """Per key, one read of two column lists laid end to end: the values of ``packed``
         joined as bytes (b"" with none), and the JSON arrays of ``arrays`` as one array
-        ("[]" with none); or None if the key lacks a value in any of the columns."""
+        ("[]" with none); or None if the key lacks a value in any of the columns. A store may
+        read a packed column's value that is absent or not packed as zero bytes instead (the
+        caller checks each value's leading byte)."""
         ...
 
     def get_meta(self, name: str) -> str | None: ...
@@ -187,24 +196,52 @@ class SqliteOnlineStore:
     def _ensure(self, con: sqlite3.Connection, table: str, column: str) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} (key TEXT PRIMARY KEY)")
         have = {row[1] for row in con.execute(f"PRAGMA table_info({_q(table)})")}
-        for name, kind in ((column, "BLOB"), (column + "__t", "REAL")):
+        for name, kind in ((column, "BLOB"), (column + "__t", "REAL"), (_RECORD, "BLOB")):
             if name not in have:
                 con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(name)} {kind}")
 
     def write_chunk(self, table: str, column: str, rows: Iterable[Row], *, run: str,
                     chunk: int) -> int:
+        # Packed values go to the entity's record too, at the column's slot (zero bytes when a
+        # newer value is not packed), so a lookup of views side by side reads one slice of it.
+        # (`||` makes text, which substr would count in characters: hence the casts to BLOB.)
         con = self._con()
         t = _q(column + "__t")
-        sql = (f"INSERT INTO {_q(table)} (key, {_q(column)}, {t}) VALUES (?, ?, ?) "
-               f"ON CONFLICT(key) DO UPDATE SET {_q(column)} = excluded.{_q(column)}, "
-               f"{t} = excluded.{t} WHERE {t} IS NULL OR excluded.{t} >= {t}")
+        head = f"INSERT INTO {_q(table)} (key, {_q(column)}, {t}"
+        update = (f"ON CONFLICT(key) DO UPDATE SET {_q(column)} = excluded.{_q(column)}, "
+                  f"{t} = excluded.{t}")
+        guard = f"WHERE {t} IS NULL OR excluded.{t} >= {t}"
+        plain = f"{head}) VALUES (?1, ?2, ?3) {update} {guard}"
         try:
             con.execute("BEGIN IMMEDIATE")
             try:
                 self._ensure(con, table, column)
-                before = con.total_changes
-                con.executemany(sql, ((key, value, when) for key, when, value in rows))
-                changed = con.total_changes - before
+                slots = self._slots(con, table)
+                slot = slots.get(column)
+                changed = 0
+                items = iter(rows)
+                while part := list(itertools.islice(items, 10_000)):
+                    if slot is None:
+                        first = next((v for _, _, v in part if is_packed(v)), None)
+                        if first is not None:
+                            slot = self._assign(con, table, column, len(first), slots)
+                    before = con.total_changes
+                    if slot is None:
+                        con.executemany(plain, ((key, value, when) for key, when, value in part))
+                        changed += con.total_changes - before
+                        continue
+                    at, size = slot
+                    record = f"coalesce({_q(_RECORD)}, x'')"
+                    sql = (f"{head}, {_q(_RECORD)}) VALUES (?1, ?2, ?3, "
+                           f"CAST(zeroblob({at}) || ?4 AS BLOB)) {update}, {_q(_RECORD)} = CAST("
+                           f"substr(CAST({record} || zeroblob(max(0, {at} - length({record}))) AS "
+                           f"BLOB), 1, {at}) || ?4 || substr({record}, {at + size + 1}) AS BLOB) "
+                           f"{guard}")
+                    blank = bytes(size)
+                    con.executemany(sql, (
+                        (key, value, when, value if len(value) == size and is_packed(value)
+                         else blank) for key, when, value in part))
+                    changed += con.total_changes - before
                 con.execute("INSERT OR IGNORE INTO _fw_chunks VALUES (?, ?)", (run, chunk))
                 con.execute("COMMIT")
             except BaseException:
@@ -215,6 +252,23 @@ class SqliteOnlineStore:
                                     "nothing of this chunk was kept, run materialize again.") \
                 from exc
         return changed
+
+    @staticmethod
+    def _slots(con: sqlite3.Connection, table: str) -> dict[str, tuple[int, int]]:
+        """Where each packed column's values sit in the entity records of ``table``."""
+        row = con.execute("SELECT value FROM _fw_meta WHERE name = ?",
+                          (f"record:{table}",)).fetchone()
+        return {} if row is None else {c: (int(a), int(n))
+                                       for c, (a, n) in json.loads(row[0]).items()}
+
+    @staticmethod
+    def _assign(con: sqlite3.Connection, table: str, column: str, size: int,
+                slots: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        """A slot for ``column`` after the others (in the write's transaction)."""
+        slots[column] = (max((a + n for a, n in slots.values()), default=0), size)
+        con.execute("INSERT OR REPLACE INTO _fw_meta VALUES (?, ?)",
+                    (f"record:{table}", json.dumps(slots)))
+        return slots[column]
 
     def done_chunks(self, run: str) -> set[int]:
         rows = self._con().execute("SELECT chunk FROM _fw_chunks WHERE run = ?", (run,))
@@ -278,7 +332,14 @@ class SqliteOnlineStore:
         columns = [*packed, *arrays]
         if not set(columns) <= self._present(con, table, columns):
             return None
-        laid = f"CAST({' || '.join(_q(c) for c in packed)} AS BLOB)" if packed else "x''"
+        slots = self._slots(con, table)
+        span = _side_by_side([slots.get(c) for c in packed])
+        if span is not None:
+            laid = f"substr({_q(_RECORD)}, {span[0] + 1}, {span[1]})"
+        elif packed:
+            laid = f"CAST({' || '.join(_q(c) for c in packed)} AS BLOB)"
+        else:
+            laid = "x''"
         array = ("'[' || " + " || ',' || ".join(f"substr({_q(c)}, 2, length({_q(c)}) - 2)"
                                                  for c in arrays) + " || ']'") \
             if arrays else "'[]'"
@@ -427,6 +488,24 @@ def create_online_store(spec: ProjectSpec, workspace: Workspace) -> OnlineStore:
     if online.startswith("sqlite:///"):
         return SqliteOnlineStore(spec.resolve(online.removeprefix("sqlite:///")))
     return SqliteOnlineStore(workspace.root / "features" / "online.db")
+
+
+_RECORD = "_fw_record"
+"""The column holding an entity's packed values side by side (``record:<table>`` in _fw_meta
+says where each column's are)."""
+
+
+def _side_by_side(slots: list[tuple[int, int] | None]) -> tuple[int, int] | None:
+    """Where ``slots`` (offset, size) lie one after the other in the record (offset, size),
+    or None if they do not."""
+    if not slots or slots[0] is None:
+        return None
+    end = slots[0][0]
+    for slot in slots:
+        if slot is None or slot[0] != end:
+            return None
+        end += slot[1]
+    return slots[0][0], end - slots[0][0]
 
 
 def _q(name: str) -> str:

@@ -34,7 +34,7 @@ def test_a_second_connection_reads_what_the_first_wrote(tmp_path) -> None:
 def test_a_numeric_view_packs_its_values_and_reads_them_back_with_their_types() -> None:
     codec = ValueCodec(["DOUBLE", "BIGINT", "BOOLEAN", "FLOAT", "TINYINT"])
     value = codec.encode([1.5, -(2**63), True, 0.25, 7])
-    assert codec.packed and value[:1] == b"\x00" and len(value) == 1 + 8 + 8 + 1 + 8 + 8
+    assert codec.packed and value[:1] == b"\x01" and len(value) == 1 + 8 + 8 + 1 + 8 + 8
     assert codec.decode(value) == [1.5, -(2**63), True, 0.25, 7]
     assert [type(v) for v in codec.decode(value)] == [float, int, bool, float, int]
 
@@ -42,7 +42,7 @@ def test_a_numeric_view_packs_its_values_and_reads_them_back_with_their_types() 
 def test_a_null_nan_or_infinite_float_reads_back_none_as_json_made_it() -> None:
     codec = ValueCodec(["DOUBLE"] * 5)
     value = codec.encode([None, math.nan, math.inf, -math.inf, -2.0])
-    assert value[:1] == b"\x01"  # says a float is null, so a lookup without one skips the check
+    assert value[:1] == b"\x02"  # says a float is null, so a lookup without one skips the check
     assert codec.decode(value) == [None, None, None, None, -2.0]
 
 
