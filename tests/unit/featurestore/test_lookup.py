@@ -162,3 +162,19 @@ def test_every_feature_type_reads_back_through_the_joiner_as_it_went_in(tmp_path
     assert store.get(["s02"], views=["numbers"]) == {
         "numbers": {f"n_{k}": v for k, v in second.items()}}
     store.close()
+
+
+def test_an_entity_lacking_a_view_between_others_misses_that_view_alone(tmp_path) -> None:
+    online = SqliteOnlineStore(tmp_path / "online.db")
+    codec = ValueCodec(["DOUBLE"])
+    for name in ("a", "b", "c"):
+        online.write_chunk("e_c", f"{name}__v1", [("1", 1.0, codec.encode([1.0]))], run=name,
+                           chunk=0)
+    online.write_chunk("e_c", "a__v1", [("2", 1.0, codec.encode([2.0]))], run="a", chunk=1)
+    online.write_chunk("e_c", "c__v1", [("2", 1.0, codec.encode([4.0]))], run="c", chunk=1)
+    group = _group([(name, (f"{name}_x",), codec) for name in ("a", "b", "c")])
+    joiner = FeatureJoiner(online, [group], ["a_x", "b_x", "c_x"])
+    rows = [{"c": 1}, {"c": 2}]
+    assert joiner(rows) == []
+    assert rows == [{"a_x": 1.0, "b_x": 1.0, "c_x": 1.0}, {"a_x": 2.0, "b_x": None, "c_x": 4.0}]
+    assert joiner.stats()["misses"] == {"a": 0, "b": 1, "c": 0}

@@ -71,3 +71,32 @@ def test_a_value_of_another_layout_is_refused_with_what_to_do() -> None:
                                                 r"its view's layout \(9 bytes, packed\); materialize "
                                                 "the view again"):
         ValueCodec(["DOUBLE"]).decode(b"\x00\x01\x02")
+
+
+def _packed(*values: float) -> bytes:
+    return ValueCodec(["DOUBLE"] * len(values)).encode(list(values))
+
+
+def test_packed_values_read_side_by_side_whichever_view_wrote_an_entity_first(
+        tmp_path) -> None:
+    online = SqliteOnlineStore(tmp_path / "online.db")
+    online.write_chunk("e_c", "a__v1", [("1", 1.0, _packed(1.0))], run="a", chunk=0)
+    online.write_chunk("e_c", "b__v1", [("1", 1.0, _packed(2.0, 3.0)), ("2", 1.0, _packed(5.0, 6.0))],
+                       run="b", chunk=0)
+    online.write_chunk("e_c", "a__v1", [("2", 1.0, _packed(4.0))], run="a", chunk=1)
+    laid = online.read_joined("e_c", ["a__v1", "b__v1"], [], ["1", "2"])
+    assert [bytes(value[0]) for value in laid if value is not None] == [
+        _packed(1.0) + _packed(2.0, 3.0), _packed(4.0) + _packed(5.0, 6.0)]
+    assert [bytes(value[0]) for value in online.read_joined("e_c", ["b__v1", "a__v1"], [], ["2"])
+            if value is not None] == [_packed(5.0, 6.0) + _packed(4.0)]  # another order
+
+
+def test_a_newer_value_that_is_not_packed_blanks_its_slot_and_an_older_one_changes_nothing(
+        tmp_path) -> None:
+    online = SqliteOnlineStore(tmp_path / "online.db")
+    online.write_chunk("e_c", "a__v1", [("1", 1.0, _packed(1.0))], run="a", chunk=0)
+    online.write_chunk("e_c", "a__v1", [("1", 2.0, b"[null]")], run="a", chunk=1)
+    assert online.write_chunk("e_c", "a__v1", [("1", 0.5, _packed(9.0))], run="a", chunk=2) == 0
+    assert online.read("e_c", ["a__v1"], ["1"]) == [[b"[null]"]]
+    [laid] = online.read_joined("e_c", ["a__v1"], [], ["1"])
+    assert laid is not None and bytes(laid[0]) == bytes(len(_packed(1.0)))
