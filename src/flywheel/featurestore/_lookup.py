@@ -55,6 +55,7 @@ class JoinGroup:
 
     @functools.cached_property
     def value_codecs(self) -> tuple[ValueCodec, ...]:
+        """The codec of each view, in view order."""
         return self.codecs or tuple(ValueCodec(()) for _ in self.views)
 
     @functools.cached_property
@@ -98,7 +99,8 @@ class JoinGroup:
 
     def decode_joined(self, laid: bytes, array: bytes | str) -> Sequence[Any] | None:
         """The features of one joined read, in ``stored`` order; None if a packed view's value
-        is not packed (JSON written before packing, or a row packing cannot hold)."""
+        is absent or not packed (JSON written before packing, or a row packing cannot hold),
+        for the per-view path to sort out."""
         unpack, size, marks, plain = self._joined
         if len(laid) != size:
             return None

@@ -11,7 +11,10 @@ float is null, then each feature as a little-endian float64, int64 or bool; a nu
 non-finite float is NaN and reads back None), so the values of every view of a lookup, laid
 end to end, decode with one ``struct.unpack``. Any other view, and a row a packed view cannot
 hold exactly (a null integer or boolean, an integer past int64), is a JSON array, which starts
-with ``[``; values written as JSON arrays before packing existed read as they did.
+with ``[``; values written as JSON arrays before packing existed read as they did. SQLite also
+keeps each entity's packed values side by side in one column (``_fw_record``, a slot per view
+version in the order they were first written), so a lookup of views written side by side reads
+one slice of one column however many views it takes.
 
 Materialization records each finished chunk with the chunk's rows (SQLite: in the same
 transaction), so a killed run resumes at the first unfinished chunk.
@@ -143,9 +146,9 @@ class OnlineStore(Protocol):
                     keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
         """Per key, one read of two column lists laid end to end: the values of ``packed``
         joined as bytes (b"" with none), and the JSON arrays of ``arrays`` as one array
-        ("[]" with none); or None if the key lacks a value in any of the columns. A store may
-        read a packed column's value that is absent or not packed as zero bytes instead (the
-        caller checks each value's leading byte)."""
+        ("[]" with none); or None if the key lacks a value in any of the columns. Where a
+        packed column's value is absent or not packed, a store may give zero bytes or fewer
+        bytes instead of None (the caller checks the length and each value's leading byte)."""
         ...
 
     def get_meta(self, name: str) -> str | None: ...
