@@ -178,3 +178,16 @@ def test_an_entity_lacking_a_view_between_others_misses_that_view_alone(tmp_path
     assert joiner(rows) == []
     assert rows == [{"a_x": 1.0, "b_x": 1.0, "c_x": 1.0}, {"a_x": 2.0, "b_x": None, "c_x": 4.0}]
     assert joiner.stats()["misses"] == {"a": 0, "b": 1, "c": 0}
+
+
+def test_a_store_written_before_packing_serves_its_json_arrays_as_they_were(tmp_path) -> None:
+    online = CountingStore(tmp_path / "online.db")
+    online.write_chunk("e_c", "a__v1", [("1", 1.0, b"[0.5,1]")], run="a", chunk=0)
+    online.write_chunk("e_c", "b__v1", [("1", 1.0, b"[false]")], run="b", chunk=0)
+    group = _group([("a", ("x", "n"), ValueCodec(["DOUBLE", "BIGINT"])),
+                    ("b", ("flag",), ValueCodec(["BOOLEAN"]))])
+    joiner = FeatureJoiner(online, [group], ["x", "n", "flag"])
+    rows = [{"c": 1}]
+    assert joiner(rows) == []
+    assert rows == [{"x": 0.5, "n": 1, "flag": False}]
+    assert joiner.stats()["misses"] == {"a": 0, "b": 0}
