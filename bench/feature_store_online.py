@@ -5,7 +5,8 @@ lookups of random entities, and the growth from 1 to 10 views.
 
 Two layouts: four features per view (4, 20, 40 features: the per-view and the per-value costs
 together), and 40 features split across the views (40 in 1 view, 8 in each of 5, 4 in each of
-10: the per-view cost alone).
+10: the per-view cost alone). After every entity was looked up once, the six configurations
+take turns in blocks of 500 lookups (the first block of each a warm-up).
 
     python bench/feature_store_online.py [--entities 100000] [--lookups 20000]
 """
@@ -39,6 +40,8 @@ ALL = [f"v{v}" for v in range(VIEWS)]
 LAYOUTS = {"4 per view": {1: ALL[:1], 5: ALL[:5], 10: ALL},
            "40 split": {1: ["w1_0"], 5: [f"w5_{v}" for v in range(5)], 10: ALL}}
 """Per layout, per number of views: the views read."""
+BLOCK = 500
+"""Lookups a configuration makes before the next one takes its turn."""
 
 
 def build(work: Path, entities: int, online: str) -> FeatureStore:
@@ -67,29 +70,36 @@ def build(work: Path, entities: int, online: str) -> FeatureStore:
     return store
 
 
-def lookups(store: FeatureStore, views: list[str], entities: int, count: int) -> np.ndarray:
-    """Seconds per single-record lookup across ``views``."""
-    pins = {name: store.catalog.resolve(name).pin() for name in views}
-    features = ["customer", *[f for p in pins.values() for f in p["features"]]]
-    joiner = store.joiner(pins, features)
-    rng = np.random.default_rng(len(views))
-    keys = rng.integers(0, entities, count + 500).tolist()
-    times = np.empty(count)
+def lookups(store: FeatureStore, entities: int, count: int) -> dict[tuple[str, int], np.ndarray]:
+    """Seconds per single-record lookup, per layout and number of views. The configurations
+    take turns in blocks of ``BLOCK`` lookups, so load that comes and goes on the machine falls
+    on all of them alike."""
+    joiners = {}
+    for layout, reads in LAYOUTS.items():
+        for views, names in reads.items():
+            pins = {name: store.catalog.resolve(name).pin() for name in names}
+            joiners[layout, views] = store.joiner(
+                pins, ["customer", *[f for p in pins.values() for f in p["features"]]])
+    rng = np.random.default_rng(0)
+    keys = {config: rng.integers(0, entities, count + BLOCK).tolist() for config in joiners}
+    times = {config: np.empty(count + BLOCK) for config in joiners}
     clock = time.perf_counter
-    for i, key in enumerate(keys):
-        record = [{"customer": key}]
-        started = clock()
-        joiner(record)
-        if i >= 500:  # warm-up
-            times[i - 500] = clock() - started
-    if any(v is None for v in record[0].values()):
-        raise RuntimeError("a lookup missed: the store is not materialized")
-    return times
+    for start in range(0, count + BLOCK, BLOCK):  # the first block warms each joiner up
+        for config, joiner in joiners.items():
+            spent, chosen = times[config], keys[config]
+            for i in range(start, min(start + BLOCK, count + BLOCK)):
+                record = [{"customer": chosen[i]}]
+                started = clock()
+                joiner(record)
+                spent[i] = clock() - started
+            if any(v is None for v in record[0].values()):
+                raise RuntimeError("a lookup missed: the store is not materialized")
+    return {config: spent[BLOCK:] for config, spent in times.items()}
 
 
 def warm(store: FeatureStore, entities: int) -> None:
-    """Every entity looked up once across every view, so the layout measured first does not
-    pay for first reads (SQLite mapping the file's pages in) that the ones after it would not."""
+    """Every entity looked up once across every view, so no configuration pays for first
+    reads (SQLite mapping the file's pages in) that another would not."""
     names = sorted({n for reads in LAYOUTS.values() for views in reads.values() for n in views})
     pins = {name: store.catalog.resolve(name).pin() for name in names}
     joiner = store.joiner(pins, ["customer", *[f for p in pins.values() for f in p["features"]]])
@@ -99,13 +109,11 @@ def warm(store: FeatureStore, entities: int) -> None:
 
 def run(name: str, store: FeatureStore, entities: int, count: int, table: Table) -> None:
     warm(store, entities)
+    measured = lookups(store, entities, count)
     for layout, reads in LAYOUTS.items():
-        p50: dict[int, float] = {}
-        p99: dict[int, float] = {}
-        for views, names in reads.items():
-            times = lookups(store, names, entities, count) * 1e6
-            p50[views] = float(np.percentile(times, 50))
-            p99[views] = float(np.percentile(times, 99))
+        p50 = {v: float(np.percentile(measured[layout, v] * 1e6, 50)) for v in reads}
+        p99 = {v: float(np.percentile(measured[layout, v] * 1e6, 99)) for v in reads}
+        for views in reads:
             features = FEATURES * views if layout == "4 per view" else TOTAL
             table.add_row(name, layout, str(views), str(features), f"{p50[views]:.1f}",
                           f"{p99[views]:.1f}", f"{p50[views] / p50[1]:.2f}",
