@@ -19,18 +19,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-import orjson
-
 from flywheel.core.crashpoints import crash_point
 from flywheel.core.errors import FeatureStoreError
 from flywheel.featurestore._catalog import ViewVersion
-from flywheel.featurestore._online import OnlineStore, Row
+from flywheel.featurestore._online import OnlineStore, Row, ValueCodec
 from flywheel.featurestore._source import duckdb_error, literal, quote, time_sql
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["MaterializeResult", "column_of", "key_sql", "materialize_view", "table_of"]
+__all__ = ["MaterializeResult", "codec_of", "column_of", "key_sql", "materialize_view",
+           "table_of"]
 
 _BATCH = 10_000
 
@@ -57,6 +56,11 @@ def table_of(entities: list[str]) -> str:
 def column_of(view: str, version: int) -> str:
     """The online column of a view version."""
     return f"{view}__v{version}"
+
+
+def codec_of(view: ViewVersion) -> ValueCodec:
+    """How the online store holds the values of a view version."""
+    return ValueCodec([view.types[f] for f in view.spec.features])
 
 
 def key_sql(entities: list[str]) -> str:
@@ -143,14 +147,14 @@ def _chunk_rows(con: duckdb.DuckDBPyConnection, view: ViewVersion, start: dt.dat
         reader = con.sql(sql).to_arrow_reader(_BATCH)
         if reader is None:
             return
-        dumps = orjson.dumps
+        encode = codec_of(view).encode
         names = spec.features
         for batch in reader:
             keys_, times = batch.column(0).to_pylist(), batch.column(1).to_pylist()
             values = batch.column(2).flatten()
             columns = [values[i].to_pylist() for i in range(len(names))]
             for key, when, *row in zip(keys_, times, *columns, strict=True):
-                yield key, when, dumps(row)
+                yield key, when, encode(row)
     except duckdb_error() as exc:
         raise FeatureStoreError(
             f"materializing view {view.name!r} failed in DuckDB: {str(exc).splitlines()[0]}; "

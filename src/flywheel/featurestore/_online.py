@@ -1,10 +1,20 @@
 """Online stores: the latest feature values per entity, for serving.
 
 Layout: one record per entity of an entity-key set (the views keyed on ``origin`` share one),
-holding one value per view version (``weather__v2``: the features as a JSON array) and that
-value's event time (``weather__v2__t``). A lookup of one entity is then one read whatever the
-number of views. A write keeps the newer value: an older window materialized later never
-overwrites a newer one.
+holding one value per view version (``weather__v2``: the features encoded by the view's
+``ValueCodec``) and that value's event time (``weather__v2__t``). A lookup of one entity is then
+one read whatever the number of views. A write keeps the newer value: an older window
+materialized later never overwrites a newer one.
+
+Values: a view whose features are all numbers or booleans is packed (a byte saying whether a
+float is null, then each feature as a little-endian float64, int64 or bool; a null or
+non-finite float is NaN and reads back None), so the values of every view of a lookup, laid
+end to end, decode with one ``struct.unpack``. Any other view, and a row a packed view cannot
+hold exactly (a null integer or boolean, an integer past int64), is a JSON array, which starts
+with ``[``; values written as JSON arrays before packing existed read as they did. SQLite also
+keeps each entity's packed values side by side in one column (``_fw_record``, a slot per view
+version in the order they were first written), so a lookup of views written side by side reads
+one slice of one column however many views it takes.
 
 Materialization records each finished chunk with the chunk's rows (SQLite: in the same
 transaction), so a killed run resumes at the first unfinished chunk.
@@ -17,12 +27,17 @@ Backends: ``SqliteOnlineStore`` (the embedded default, a file in ``.flywheel/fea
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
 
 from flywheel.core.errors import ConfigError, FeatureStoreError
 
@@ -30,10 +45,80 @@ if TYPE_CHECKING:
     from flywheel.core.spec import ProjectSpec
     from flywheel.core.workspace import Workspace
 
-__all__ = ["OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore", "create_online_store"]
+__all__ = ["HAS_NULL", "PACKED", "OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore",
+           "ValueCodec", "create_online_store"]
 
 Row = tuple[str, float, bytes]
-"""An entity's key (text), its value's event time (epoch seconds) and the value (JSON)."""
+"""An entity's key (text), its value's event time (epoch seconds) and the value (its view's
+``ValueCodec`` encoding)."""
+
+PACKED, HAS_NULL = 1, 2
+"""The leading byte of a packed value: without, or with a null float (NaN) among its values.
+A JSON array starts with ``[`` (91); zero is no value (a slot of an entity record not
+written)."""
+
+_CODES = {"DOUBLE": "d", "FLOAT": "d", "REAL": "d", "BOOLEAN": "?",
+          **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                           "USMALLINT", "UINTEGER", "UBIGINT"), "q")}
+"""DuckDB type -> struct code of the types a packed value holds (an integer past int64, which
+HUGEINT and UBIGINT can hold, is written as JSON)."""
+
+
+class ValueCodec:
+    """How one view version's features are stored as one value (see the module docstring).
+
+    Args:
+        types: The DuckDB type of each feature, in the view's order.
+    """
+
+    def __init__(self, types: Sequence[str]) -> None:
+        codes = [_CODES.get(kind.strip().upper(), "") for kind in types]
+        self.packed = bool(codes) and all(codes)
+        """Whether the view's values are packed (else JSON arrays)."""
+        self.format = "x" + "".join(codes) if self.packed else ""
+        """The struct format of a packed value (after ``<``); ``x`` skips its leading byte."""
+        self._struct = struct.Struct("<" + self.format)
+        self._pack = struct.Struct("<B" + self.format[1:]).pack
+        self._floats = tuple(i for i, code in enumerate(codes) if code == "d")
+        self._exact = tuple(i for i, code in enumerate(codes) if code in "q?")
+
+    def encode(self, values: list[Any]) -> bytes:
+        """``values`` (the features in order) as stored; consumes the list."""
+        if self.packed:
+            isfinite = math.isfinite
+            nulls = False
+            for i in self._floats:
+                value = values[i]
+                if value is None or not isfinite(value):
+                    values[i] = math.nan  # JSON turned NaN and infinities into null too
+                    nulls = True
+            if all(values[i] is not None for i in self._exact):
+                try:
+                    return self._pack(HAS_NULL if nulls else PACKED, *values)
+                except (struct.error, OverflowError):
+                    pass
+        return orjson.dumps(values)  # NaN is null in JSON
+
+    def decode(self, value: bytes | str) -> list[Any]:
+        """The features of a stored value, in order (a null float is None).
+
+        Raises:
+            FeatureStoreError: If ``value`` is neither JSON nor this view's packed layout.
+        """
+        if value[:1] in (b"[", "["):
+            return list(orjson.loads(value))
+        if not self.packed or not isinstance(value, bytes) or len(value) != self._struct.size \
+                or not is_packed(value):
+            raise FeatureStoreError(f"an online value of {len(value)} bytes does not match its "
+                                    f"view's layout ({self._struct.size} bytes, packed); "
+                                    "materialize the view again.")
+        values = self._struct.unpack(value)
+        return [None if v != v else v for v in values] if value[0] == HAS_NULL else list(values)
+
+
+def is_packed(value: bytes | str) -> bool:
+    """Whether a stored value is packed (else a JSON array)."""
+    return isinstance(value, bytes) and value[:1] in (b"\x01", b"\x02")
 
 
 class OnlineStore(Protocol):
@@ -57,10 +142,13 @@ class OnlineStore(Protocol):
         """Per key, per column: the stored value or None."""
         ...
 
-    def read_joined(self, table: str, columns: Sequence[str],
-                    keys: Sequence[str]) -> list[bytes | str | None]:
-        """Per key, the JSON arrays of ``columns`` laid end to end as one array (what one
-        decode turns into every feature), or None if the key lacks any of the columns."""
+    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
+                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
+        """Per key, one read of two column lists laid end to end: the values of ``packed``
+        joined as bytes (b"" with none), and the JSON arrays of ``arrays`` as one array
+        ("[]" with none); or None if the key lacks a value in any of the columns. Where a
+        packed column's value is absent or not packed, a store may give zero bytes or fewer
+        bytes instead of None (the caller checks the length and each value's leading byte)."""
         ...
 
     def get_meta(self, name: str) -> str | None: ...
@@ -83,7 +171,9 @@ class SqliteOnlineStore:
         self._local = threading.local()
         self._columns: dict[str, tuple[float, frozenset[str]]] = {}
         self._statements: dict[tuple[str, tuple[str, ...], int], str] = {}
-        self._joined: dict[tuple[str, tuple[str, ...], int], str] = {}
+        self._joined: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], str] = {}
+        """The joined read per shape, once every column it reads exists (columns are only
+        ever added, so it stays valid)."""
 
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
@@ -94,6 +184,8 @@ class SqliteOnlineStore:
                                       check_same_thread=False)
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
+                # Reads map the file instead of copying each page through a read() call.
+                con.execute("PRAGMA mmap_size=1073741824")
                 con.execute("CREATE TABLE IF NOT EXISTS _fw_chunks (run TEXT, chunk INTEGER, "
                             "PRIMARY KEY (run, chunk))")
                 con.execute("CREATE TABLE IF NOT EXISTS _fw_meta (name TEXT PRIMARY KEY, "
@@ -107,24 +199,52 @@ class SqliteOnlineStore:
     def _ensure(self, con: sqlite3.Connection, table: str, column: str) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} (key TEXT PRIMARY KEY)")
         have = {row[1] for row in con.execute(f"PRAGMA table_info({_q(table)})")}
-        for name, kind in ((column, "BLOB"), (column + "__t", "REAL")):
+        for name, kind in ((column, "BLOB"), (column + "__t", "REAL"), (_RECORD, "BLOB")):
             if name not in have:
                 con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(name)} {kind}")
 
     def write_chunk(self, table: str, column: str, rows: Iterable[Row], *, run: str,
                     chunk: int) -> int:
+        # Packed values go to the entity's record too, at the column's slot (zero bytes when a
+        # newer value is not packed), so a lookup of views side by side reads one slice of it.
+        # (`||` makes text, which substr would count in characters: hence the casts to BLOB.)
         con = self._con()
         t = _q(column + "__t")
-        sql = (f"INSERT INTO {_q(table)} (key, {_q(column)}, {t}) VALUES (?, ?, ?) "
-               f"ON CONFLICT(key) DO UPDATE SET {_q(column)} = excluded.{_q(column)}, "
-               f"{t} = excluded.{t} WHERE {t} IS NULL OR excluded.{t} >= {t}")
+        head = f"INSERT INTO {_q(table)} (key, {_q(column)}, {t}"
+        update = (f"ON CONFLICT(key) DO UPDATE SET {_q(column)} = excluded.{_q(column)}, "
+                  f"{t} = excluded.{t}")
+        guard = f"WHERE {t} IS NULL OR excluded.{t} >= {t}"
+        plain = f"{head}) VALUES (?1, ?2, ?3) {update} {guard}"
         try:
             con.execute("BEGIN IMMEDIATE")
             try:
                 self._ensure(con, table, column)
-                before = con.total_changes
-                con.executemany(sql, ((key, value, when) for key, when, value in rows))
-                changed = con.total_changes - before
+                slots = self._slots(con, table)
+                slot = slots.get(column)
+                changed = 0
+                items = iter(rows)
+                while part := list(itertools.islice(items, 10_000)):
+                    if slot is None:
+                        first = next((v for _, _, v in part if is_packed(v)), None)
+                        if first is not None:
+                            slot = self._assign(con, table, column, len(first), slots)
+                    before = con.total_changes
+                    if slot is None:
+                        con.executemany(plain, ((key, value, when) for key, when, value in part))
+                        changed += con.total_changes - before
+                        continue
+                    at, size = slot
+                    record = f"coalesce({_q(_RECORD)}, x'')"
+                    sql = (f"{head}, {_q(_RECORD)}) VALUES (?1, ?2, ?3, "
+                           f"CAST(zeroblob({at}) || ?4 AS BLOB)) {update}, {_q(_RECORD)} = CAST("
+                           f"substr(CAST({record} || zeroblob(max(0, {at} - length({record}))) AS "
+                           f"BLOB), 1, {at}) || ?4 || substr({record}, {at + size + 1}) AS BLOB) "
+                           f"{guard}")
+                    blank = bytes(size)
+                    con.executemany(sql, (
+                        (key, value, when, value if len(value) == size and is_packed(value)
+                         else blank) for key, when, value in part))
+                    changed += con.total_changes - before
                 con.execute("INSERT OR IGNORE INTO _fw_chunks VALUES (?, ?)", (run, chunk))
                 con.execute("COMMIT")
             except BaseException:
@@ -135,6 +255,23 @@ class SqliteOnlineStore:
                                     "nothing of this chunk was kept, run materialize again.") \
                 from exc
         return changed
+
+    @staticmethod
+    def _slots(con: sqlite3.Connection, table: str) -> dict[str, tuple[int, int]]:
+        """Where each packed column's values sit in the entity records of ``table``."""
+        row = con.execute("SELECT value FROM _fw_meta WHERE name = ?",
+                          (f"record:{table}",)).fetchone()
+        return {} if row is None else {c: (int(a), int(n))
+                                       for c, (a, n) in json.loads(row[0]).items()}
+
+    @staticmethod
+    def _assign(con: sqlite3.Connection, table: str, column: str, size: int,
+                slots: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        """A slot for ``column`` after the others (in the write's transaction)."""
+        slots[column] = (max((a + n for a, n in slots.values()), default=0), size)
+        con.execute("INSERT OR REPLACE INTO _fw_meta VALUES (?, ?)",
+                    (f"record:{table}", json.dumps(slots)))
+        return slots[column]
 
     def done_chunks(self, run: str) -> set[int]:
         rows = self._con().execute("SELECT chunk FROM _fw_chunks WHERE run = ?", (run,))
@@ -167,28 +304,53 @@ class SqliteOnlineStore:
                        [row[i] if i >= 0 else None for i in index])
         return out
 
-    def read_joined(self, table: str, columns: Sequence[str],
-                    keys: Sequence[str]) -> list[bytes | str | None]:
-        # SQLite lays the arrays end to end itself: one value per entity crosses into Python
+    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
+                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
+        # SQLite lays the values end to end itself: two values per entity cross into Python
         # whatever the number of views, so a lookup costs about the same for 1 view or 10.
         con = self._con()
-        if not set(columns) <= self._present(con, table, columns):
-            return [None] * len(keys)
-        found: dict[str, bytes | str] = {}
+        if len(keys) == 1:
+            sql = self._joined.get((table, tuple(packed), tuple(arrays), 1))
+            if sql is None:
+                sql = self._joined_sql(con, table, packed, arrays, 1)
+                if sql is None:
+                    return [None]
+            row = con.execute(sql, keys).fetchone()
+            return [None if row is None or row[0] is None or row[1] is None else row]
+        found: dict[str, tuple[bytes, bytes | str]] = {}
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
-            shape = (table, tuple(columns), len(part))
-            sql = self._joined.get(shape)
+            sql = self._joined.get((table, tuple(packed), tuple(arrays), len(part))) or \
+                self._joined_sql(con, table, packed, arrays, len(part))
             if sql is None:
-                laid = " || ',' || ".join(f"substr({_q(c)}, 2, length({_q(c)}) - 2)"
-                                          for c in columns)
-                where = "key = ?" if len(part) == 1 else f"key IN ({', '.join('?' * len(part))})"
-                sql = f"SELECT key, '[' || {laid} || ']' FROM {_q(table)} WHERE {where}"
-                self._joined[shape] = sql
-            for key, value in con.execute(sql, part):
-                if value is not None:
-                    found[key] = value
+                return [None] * len(keys)
+            for key, laid, array in con.execute(sql, part):
+                if laid is not None and array is not None:
+                    found[key] = (laid, array)
         return [found.get(key) for key in keys]
+
+    def _joined_sql(self, con: sqlite3.Connection, table: str, packed: Sequence[str],
+                    arrays: Sequence[str], count: int) -> str | None:
+        """The joined read of ``count`` keys (kept), or None while a column does not exist."""
+        columns = [*packed, *arrays]
+        if not set(columns) <= self._present(con, table, columns):
+            return None
+        slots = self._slots(con, table)
+        span = _side_by_side([slots.get(c) for c in packed])
+        if span is not None:
+            laid = f"substr({_q(_RECORD)}, {span[0] + 1}, {span[1]})"
+        elif packed:
+            laid = f"CAST({' || '.join(_q(c) for c in packed)} AS BLOB)"
+        else:
+            laid = "x''"
+        array = ("'[' || " + " || ',' || ".join(f"substr({_q(c)}, 2, length({_q(c)}) - 2)"
+                                                 for c in arrays) + " || ']'") \
+            if arrays else "'[]'"
+        where = "key = ?" if count == 1 else f"key IN ({', '.join('?' * count)})"
+        head = "" if count == 1 else "key, "
+        sql = f"SELECT {head}{laid}, {array} FROM {_q(table)} WHERE {where}"
+        self._joined[(table, tuple(packed), tuple(arrays), count)] = sql
+        return sql
 
     def _present(self, con: sqlite3.Connection, table: str,
                  columns: Sequence[str]) -> frozenset[str]:
@@ -289,13 +451,16 @@ class RedisOnlineStore:
         except self._errors as exc:
             raise self._fail(exc, "reading features") from exc
 
-    def read_joined(self, table: str, columns: Sequence[str],
-                    keys: Sequence[str]) -> list[bytes | str | None]:
+    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
+                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
         """Raises: FeatureStoreError: if Redis does not answer (serving counts misses)."""
-        laid: list[bytes | str | None] = []
-        for blobs in self.read(table, columns, keys):
-            parts = [blob[1:-1] for blob in blobs if blob is not None]
-            laid.append(b"[" + b",".join(parts) + b"]" if len(parts) == len(blobs) else None)
+        laid: list[tuple[bytes, bytes | str] | None] = []
+        split = len(packed)
+        for blobs in self.read(table, [*packed, *arrays], keys):
+            held = [blob for blob in blobs if blob is not None]
+            laid.append(None if len(held) < len(blobs) else (
+                b"".join(held[:split]),
+                b"[" + b",".join(blob[1:-1] for blob in held[split:]) + b"]"))
         return laid
 
     def get_meta(self, name: str) -> str | None:
@@ -326,6 +491,24 @@ def create_online_store(spec: ProjectSpec, workspace: Workspace) -> OnlineStore:
     if online.startswith("sqlite:///"):
         return SqliteOnlineStore(spec.resolve(online.removeprefix("sqlite:///")))
     return SqliteOnlineStore(workspace.root / "features" / "online.db")
+
+
+_RECORD = "_fw_record"
+"""The column holding an entity's packed values side by side (``record:<table>`` in _fw_meta
+says where each column's are)."""
+
+
+def _side_by_side(slots: list[tuple[int, int] | None]) -> tuple[int, int] | None:
+    """Where ``slots`` (offset, size) lie one after the other in the record (offset, size),
+    or None if they do not."""
+    if not slots or slots[0] is None:
+        return None
+    end = slots[0][0]
+    for slot in slots:
+        if slot is None or slot[0] != end:
+            return None
+        end += slot[1]
+    return slots[0][0], end - slots[0][0]
 
 
 def _q(name: str) -> str:

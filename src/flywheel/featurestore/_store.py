@@ -8,8 +8,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from flywheel.core.errors import ConfigError, FeatureStoreError
 from flywheel.core.spec import ProjectSpec
 from flywheel.core.workspace import Workspace
@@ -17,11 +15,12 @@ from flywheel.featurestore._catalog import FeatureCatalog, ViewVersion
 from flywheel.featurestore._lookup import FeatureJoiner, JoinGroup
 from flywheel.featurestore._materialize import (
     MaterializeResult,
+    codec_of,
     column_of,
     materialize_view,
     table_of,
 )
-from flywheel.featurestore._online import OnlineStore, create_online_store
+from flywheel.featurestore._online import OnlineStore, ValueCodec, create_online_store
 from flywheel.featurestore._pit import JoinReport, join_frame
 
 if TYPE_CHECKING:
@@ -149,8 +148,8 @@ class FeatureStore:
             key = "\x1f".join(entities)
             blob = self.online.read(table_of(spec.entities),
                                     [column_of(name, view.version)], [key])[0][0]
-            out[name] = None if blob is None else dict(zip(spec.features, orjson.loads(blob),
-                                                           strict=True))
+            out[name] = None if blob is None else dict(zip(
+                spec.features, codec_of(view).decode(blob), strict=True))
         return out
 
     def joiner(self, pins: dict[str, Any], model_features: Sequence[str]) -> FeatureJoiner:
@@ -162,6 +161,7 @@ class FeatureStore:
         """
         groups: dict[tuple[str, ...], list[tuple[str, str, tuple[str, ...]]]] = {}
         kinds: dict[tuple[str, ...], tuple[str, ...]] = {}
+        codecs: dict[tuple[str, ...], list[ValueCodec]] = {}
         wanted: set[str] = set()
         for name, pin in pins.items():
             current = self._serving_version(name, pin)
@@ -169,10 +169,12 @@ class FeatureStore:
             kinds[entities] = tuple(current.key_kinds[k] for k in entities)
             groups.setdefault(entities, []).append(
                 (name, column_of(name, current.version), tuple(current.spec.features)))
+            codecs.setdefault(entities, []).append(codec_of(current))
             wanted.update(pin["features"])
         return FeatureJoiner(self.online, [
             JoinGroup(table=table_of(list(entities)), entities=entities,
-                      key_kinds=kinds[entities], views=tuple(views), wanted=frozenset(wanted))
+                      key_kinds=kinds[entities], views=tuple(views), wanted=frozenset(wanted),
+                      codecs=tuple(codecs[entities]))
             for entities, views in groups.items()], model_features)
 
     def _serving_version(self, name: str, pin: dict[str, Any]) -> ViewVersion:

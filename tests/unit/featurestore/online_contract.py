@@ -29,10 +29,30 @@ class OnlineStoreContract:
         online.write_chunk("e_store", "sales__v1", [("a", 1.0, b"[1,2]"), ("b", 1.0, b"[3,4]")],
                            run="r", chunk=0)
         online.write_chunk("e_store", "stock__v2", [("a", 1.0, b"[\"x\"]")], run="s", chunk=0)
-        laid = online.read_joined("e_store", ["stock__v2", "sales__v1"], ["b", "a", "zz"])
+        laid = online.read_joined("e_store", [], ["stock__v2", "sales__v1"], ["b", "a", "zz"])
         assert laid[0] is None and laid[2] is None  # b lacks stock__v2; zz is not held
-        assert orjson.loads(laid[1]) == ["x", 1, 2]  # type: ignore[arg-type]
-        assert online.read_joined("e_store", ["never__v1"], ["a"]) == [None]
+        assert laid[1] is not None and laid[1][0] == b""
+        assert orjson.loads(laid[1][1]) == ["x", 1, 2]
+        assert online.read_joined("e_store", [], ["never__v1"], ["a"]) == [None]
+
+    def test_packed_values_read_joined_are_their_bytes_end_to_end_beside_the_arrays(
+            self, online: OnlineStore) -> None:
+        one, two = b"\x01\x05\x06", b"\x02\xff"  # packed values lead with 1 or 2
+        online.write_chunk("e_store", "a__v1", [("k", 1.0, one), ("j", 1.0, one)], run="r",
+                           chunk=0)
+        online.write_chunk("e_store", "b__v1", [("k", 1.0, two)], run="s", chunk=0)
+        online.write_chunk("e_store", "c__v1", [("k", 1.0, b"[\"x\"]"), ("j", 1.0, b"[1]")],
+                           run="t", chunk=0)
+        for packed, laid in ((["a__v1", "b__v1"], one + two), (["b__v1", "a__v1"], two + one)):
+            held, lacking, absent = online.read_joined("e_store", packed, ["c__v1"],
+                                                       ["k", "j", "zz"])
+            assert held is not None
+            assert (bytes(held[0]), orjson.loads(held[1])) == (laid, ["x"])
+            # j lacks b__v1: None, or bytes the caller's checks refuse (fewer, or zeros)
+            assert lacking is None or len(lacking[0]) < len(laid) or b"\x00" in lacking[0]
+            assert absent is None
+        [only] = online.read_joined("e_store", ["a__v1"], [], ["k"])
+        assert only is not None and (bytes(only[0]), orjson.loads(only[1])) == (one, [])
 
     def test_an_older_value_never_overwrites_a_newer_one(self, online: OnlineStore) -> None:
         online.write_chunk("e_store", "sales__v1", [("a", 20.0, b"[\"new\"]")], run="r",
