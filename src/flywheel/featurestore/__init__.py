@@ -10,12 +10,8 @@ from __future__ import annotations
 from flywheel.featurestore._catalog import FeatureCatalog, ViewVersion
 from flywheel.featurestore._lookup import FeatureJoiner, JoinGroup
 from flywheel.featurestore._materialize import MaterializeResult
-from flywheel.featurestore._online import (
-    OnlineStore,
-    RedisOnlineStore,
-    SqliteOnlineStore,
-    create_online_store,
-)
+from flywheel.featurestore._online import OnlineStore, SqliteOnlineStore, create_online_store
+from flywheel.featurestore._online_redis import RedisOnlineStore
 from flywheel.featurestore._pit import JoinReport, join_frame, join_to_parquet
 from flywheel.featurestore._store import PINS_TAG, FeatureStore, join_spine, pins_tag, read_pins
 

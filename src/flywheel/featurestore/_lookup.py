@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 
 from flywheel.core.errors import FeatureStoreError
-from flywheel.featurestore._online import HAS_NULL, PACKED, OnlineStore, ValueCodec
+from flywheel.featurestore._codec import HAS_NULL, PACKED, ValueCodec
+from flywheel.featurestore._online import OnlineStore
 
 log = logging.getLogger("flywheel.featurestore")
 

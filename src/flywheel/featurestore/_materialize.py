@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from flywheel.core.crashpoints import crash_point
 from flywheel.core.errors import FeatureStoreError
 from flywheel.featurestore._catalog import ViewVersion
-from flywheel.featurestore._online import OnlineStore, Row, ValueCodec
+from flywheel.featurestore._codec import ValueCodec
+from flywheel.featurestore._online import OnlineStore, Row
 from flywheel.featurestore._source import duckdb_error, literal, quote, time_sql
 
 if TYPE_CHECKING:

@@ -6,15 +6,10 @@ holding one value per view version (``weather__v2``: the features encoded by the
 one read whatever the number of views. A write keeps the newer value: an older window
 materialized later never overwrites a newer one.
 
-Values: a view whose features are all numbers or booleans is packed (a byte saying whether a
-float is null, then each feature as a little-endian float64, int64 or bool; a null or
-non-finite float is NaN and reads back None), so the values of every view of a lookup, laid
-end to end, decode with one ``struct.unpack``. Any other view, and a row a packed view cannot
-hold exactly (a null integer or boolean, an integer past int64), is a JSON array, which starts
-with ``[``; values written as JSON arrays before packing existed read as they did. SQLite also
-keeps each entity's packed values side by side in one column (``_fw_record``, a slot per view
-version in the order they were first written), so a lookup of views written side by side reads
-one slice of one column however many views it takes.
+Values are encoded by the view's ``ValueCodec`` (``_codec``): packed numbers or JSON arrays.
+SQLite also keeps each entity's packed values side by side in one column (``_fw_record``, a
+slot per view version in the order they were first written), so a lookup of views written
+side by side reads one slice of one column however many views it takes.
 
 Materialization records each finished chunk with the chunk's rows (SQLite: in the same
 transaction), so a killed run resumes at the first unfinished chunk.
@@ -28,98 +23,26 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
-from flywheel.core.errors import ConfigError, FeatureStoreError
+from flywheel.core.errors import FeatureStoreError
+from flywheel.featurestore._codec import is_packed
+from flywheel.featurestore._online_redis import RedisOnlineStore
 
 if TYPE_CHECKING:
     from flywheel.core.spec import ProjectSpec
     from flywheel.core.workspace import Workspace
 
-__all__ = ["HAS_NULL", "PACKED", "OnlineStore", "RedisOnlineStore", "Row", "SqliteOnlineStore",
-           "ValueCodec", "create_online_store"]
+__all__ = ["OnlineStore", "Row", "SqliteOnlineStore", "create_online_store"]
 
 Row = tuple[str, float, bytes]
 """An entity's key (text), its value's event time (epoch seconds) and the value (its view's
 ``ValueCodec`` encoding)."""
-
-PACKED, HAS_NULL = 1, 2
-"""The leading byte of a packed value: without, or with a null float (NaN) among its values.
-A JSON array starts with ``[`` (91); zero is no value (a slot of an entity record not
-written)."""
-
-_CODES = {"DOUBLE": "d", "FLOAT": "d", "REAL": "d", "BOOLEAN": "?",
-          **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                           "USMALLINT", "UINTEGER", "UBIGINT"), "q")}
-"""DuckDB type -> struct code of the types a packed value holds (an integer past int64, which
-HUGEINT and UBIGINT can hold, is written as JSON)."""
-
-
-class ValueCodec:
-    """How one view version's features are stored as one value (see the module docstring).
-
-    Args:
-        types: The DuckDB type of each feature, in the view's order.
-    """
-
-    def __init__(self, types: Sequence[str]) -> None:
-        codes = [_CODES.get(kind.strip().upper(), "") for kind in types]
-        self.packed = bool(codes) and all(codes)
-        """Whether the view's values are packed (else JSON arrays)."""
-        self.format = "x" + "".join(codes) if self.packed else ""
-        """The struct format of a packed value (after ``<``); ``x`` skips its leading byte."""
-        self._struct = struct.Struct("<" + self.format)
-        self._pack = struct.Struct("<B" + self.format[1:]).pack
-        self._floats = tuple(i for i, code in enumerate(codes) if code == "d")
-        self._exact = tuple(i for i, code in enumerate(codes) if code in "q?")
-
-    def encode(self, values: list[Any]) -> bytes:
-        """``values`` (the features in order) as stored; consumes the list."""
-        if self.packed:
-            isfinite = math.isfinite
-            nulls = False
-            for i in self._floats:
-                value = values[i]
-                if value is None or not isfinite(value):
-                    values[i] = math.nan  # JSON turned NaN and infinities into null too
-                    nulls = True
-            if all(values[i] is not None for i in self._exact):
-                try:
-                    return self._pack(HAS_NULL if nulls else PACKED, *values)
-                except (struct.error, OverflowError):
-                    pass
-        return orjson.dumps(values)  # NaN is null in JSON
-
-    def decode(self, value: bytes | str) -> list[Any]:
-        """The features of a stored value, in order (a null float is None).
-
-        Raises:
-            FeatureStoreError: If ``value`` is neither JSON nor this view's packed layout.
-        """
-        if value[:1] in (b"[", "["):
-            return list(orjson.loads(value))
-        if not self.packed or not isinstance(value, bytes) or len(value) != self._struct.size \
-                or not is_packed(value):
-            raise FeatureStoreError(f"an online value of {len(value)} bytes does not match its "
-                                    f"view's layout ({self._struct.size} bytes, packed); "
-                                    "materialize the view again.")
-        values = self._struct.unpack(value)
-        return [None if v != v else v for v in values] if value[0] == HAS_NULL else list(values)
-
-
-def is_packed(value: bytes | str) -> bool:
-    """Whether a stored value is packed (else a JSON array)."""
-    return isinstance(value, bytes) and value[:1] in (b"\x01", b"\x02")
-
 
 class OnlineStore(Protocol):
     """What materialization writes and serving reads."""
@@ -379,110 +302,6 @@ class SqliteOnlineStore:
             self._local.con = None
 
 
-class RedisOnlineStore:
-    """The online store in Redis: a hash per entity (``fw:<project>:<table>:<key>``).
-
-    Args:
-        url: redis://HOST:PORT/DB.
-        namespace: Keeps projects sharing a Redis apart (the project name).
-        timeout: Seconds a command may take before Redis counts as down.
-    """
-
-    def __init__(self, url: str, namespace: str, *, timeout: float = 1.0) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise ConfigError("feature_store.online is a redis:// URL, which needs the Redis "
-                              "client: pip install flywheel[redis]") from exc
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                           socket_connect_timeout=timeout)
-        self.where = _without_password(url)
-        self.prefix = f"fw:{namespace}:"
-
-    def _fail(self, exc: BaseException, doing: str) -> FeatureStoreError:
-        return FeatureStoreError(f"the Redis online store {self.where} failed while {doing} "
-                                 f"({type(exc).__name__}: {exc}); check that it runs and "
-                                 "feature_store.online points at it.")
-
-    def write_chunk(self, table: str, column: str, rows: Iterable[Row], *, run: str,
-                    chunk: int) -> int:
-        t = column + "__t"
-        changed = 0
-        items = iter(rows)
-        try:
-            while part := list(itertools.islice(items, 10_000)):
-                names = [f"{self.prefix}{table}:{key}" for key, _, _ in part]
-                pipe = self.client.pipeline(transaction=False)
-                for name in names:
-                    pipe.hget(name, t)
-                current = pipe.execute()
-                pipe = self.client.pipeline(transaction=False)
-                for name, (_, when, value), old in zip(names, part, current, strict=True):
-                    if old is None or when >= float(old):
-                        pipe.hset(name, mapping={column: value, t: repr(when)})
-                        changed += 1
-                pipe.execute()
-            self.client.sadd(f"{self.prefix}_chunks:{run}", chunk)
-        except self._errors as exc:
-            raise self._fail(exc, "writing a chunk") from exc
-        return changed
-
-    def done_chunks(self, run: str) -> set[int]:
-        try:
-            members = self.client.smembers(f"{self.prefix}_chunks:{run}")
-        except self._errors as exc:
-            raise self._fail(exc, "reading materialization progress") from exc
-        return {int(m) for m in members}
-
-    def read(self, table: str, columns: Sequence[str],
-             keys: Sequence[str]) -> list[list[bytes | None]]:
-        """Raises: FeatureStoreError: if Redis does not answer (serving counts misses)."""
-        try:
-            if len(keys) == 1:
-                found: list[Any] = [self.client.hmget(f"{self.prefix}{table}:{keys[0]}",
-                                                      list(columns))]
-                return found
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(f"{self.prefix}{table}:{key}", list(columns))
-            found = list(pipe.execute())
-            return found
-        except self._errors as exc:
-            raise self._fail(exc, "reading features") from exc
-
-    def read_joined(self, table: str, packed: Sequence[str], arrays: Sequence[str],
-                    keys: Sequence[str]) -> list[tuple[bytes, bytes | str] | None]:
-        """Raises: FeatureStoreError: if Redis does not answer (serving counts misses)."""
-        laid: list[tuple[bytes, bytes | str] | None] = []
-        split = len(packed)
-        for blobs in self.read(table, [*packed, *arrays], keys):
-            held = [blob for blob in blobs if blob is not None]
-            laid.append(None if len(held) < len(blobs) else (
-                b"".join(held[:split]),
-                b"[" + b",".join(blob[1:-1] for blob in held[split:]) + b"]"))
-        return laid
-
-    def get_meta(self, name: str) -> str | None:
-        try:
-            value = self.client.hget(f"{self.prefix}_meta", name)
-        except self._errors as exc:
-            raise self._fail(exc, "reading materialization state") from exc
-        return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
-
-    def set_meta(self, name: str, value: str | None) -> None:
-        try:
-            if value is None:
-                self.client.hdel(f"{self.prefix}_meta", name)
-            else:
-                self.client.hset(f"{self.prefix}_meta", name, value)
-        except self._errors as exc:
-            raise self._fail(exc, "writing materialization state") from exc
-
-    def close(self) -> None:
-        self.client.close()
-
-
 def create_online_store(spec: ProjectSpec, workspace: Workspace) -> OnlineStore:
     """The online store ``feature_store.online`` names."""
     online = spec.feature_store.online
@@ -513,12 +332,3 @@ def _side_by_side(slots: list[tuple[int, int] | None]) -> tuple[int, int] | None
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _without_password(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, credentials = head.partition("://")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{tail}" if ":" in credentials else url

@@ -12,6 +12,7 @@ from flywheel.core.errors import ConfigError, FeatureStoreError
 from flywheel.core.spec import ProjectSpec
 from flywheel.core.workspace import Workspace
 from flywheel.featurestore._catalog import FeatureCatalog, ViewVersion
+from flywheel.featurestore._codec import ValueCodec
 from flywheel.featurestore._lookup import FeatureJoiner, JoinGroup
 from flywheel.featurestore._materialize import (
     MaterializeResult,
@@ -20,7 +21,7 @@ from flywheel.featurestore._materialize import (
     materialize_view,
     table_of,
 )
-from flywheel.featurestore._online import OnlineStore, ValueCodec, create_online_store
+from flywheel.featurestore._online import OnlineStore, create_online_store
 from flywheel.featurestore._pit import JoinReport, join_frame
 
 if TYPE_CHECKING:

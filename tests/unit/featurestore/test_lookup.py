@@ -14,7 +14,7 @@ import pytest
 from flywheel.core.workspace import Workspace
 from flywheel.data import infer_schema
 from flywheel.featurestore import FeatureJoiner, FeatureStore, JoinGroup, SqliteOnlineStore
-from flywheel.featurestore._online import ValueCodec
+from flywheel.featurestore._codec import ValueCodec
 from flywheel.serving._inputs import InputChecker, InputProblems
 
 from .conftest import START, sales_frame, spine_frame, view, write_project

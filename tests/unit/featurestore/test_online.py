@@ -11,7 +11,7 @@ import pytest
 
 from flywheel.core.errors import FeatureStoreError
 from flywheel.featurestore import SqliteOnlineStore
-from flywheel.featurestore._online import ValueCodec
+from flywheel.featurestore._codec import ValueCodec
 
 from .online_contract import OnlineStoreContract
 
