@@ -21,6 +21,7 @@ Backends: ``SqliteOnlineStore`` (the embedded default, a file in ``.flywheel/fea
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sqlite3
@@ -107,8 +108,9 @@ class SqliteOnlineStore:
                                       check_same_thread=False)
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
-                # Reads map the file instead of copying each page through a read() call.
-                con.execute("PRAGMA mmap_size=1073741824")
+                # Reads map the file instead of copying each page through a read() call
+                # (writes do not: see write_chunk).
+                con.execute(f"PRAGMA mmap_size={_READ_MMAP_BYTES}")
                 con.execute("CREATE TABLE IF NOT EXISTS _fw_chunks (run TEXT, chunk INTEGER, "
                             "PRIMARY KEY (run, chunk))")
                 con.execute("CREATE TABLE IF NOT EXISTS _fw_meta (name TEXT PRIMARY KEY, "
@@ -139,6 +141,10 @@ class SqliteOnlineStore:
         guard = f"WHERE {t} IS NULL OR excluded.{t} >= {t}"
         plain = f"{head}) VALUES (?1, ?2, ?3) {update} {guard}"
         try:
+            # Pages touched through the map count as the process's resident memory, and a
+            # chunk's upserts touch every page of the entities they write: materializing
+            # 1 M entities peaked at 650 MB mapped, 480 MB not. Reads map it again after.
+            con.execute("PRAGMA mmap_size=0")
             con.execute("BEGIN IMMEDIATE")
             try:
                 self._ensure(con, table, column)
@@ -177,6 +183,9 @@ class SqliteOnlineStore:
             raise FeatureStoreError(f"writing to the online store {self.path} failed ({exc}); "
                                     "nothing of this chunk was kept, run materialize again.") \
                 from exc
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a broken connection said so above
+                con.execute(f"PRAGMA mmap_size={_READ_MMAP_BYTES}")
         return changed
 
     @staticmethod
@@ -311,6 +320,9 @@ def create_online_store(spec: ProjectSpec, workspace: Workspace) -> OnlineStore:
         return SqliteOnlineStore(spec.resolve(online.removeprefix("sqlite:///")))
     return SqliteOnlineStore(workspace.root / "features" / "online.db")
 
+
+_READ_MMAP_BYTES = 1 << 30
+"""How much of the SQLite file reads map (SQLite's mmap_size)."""
 
 _RECORD = "_fw_record"
 """The column holding an entity's packed values side by side (``record:<table>`` in _fw_meta
