@@ -8,20 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from flywheel.core.errors import ModelNotFoundError
-from flywheel.core.spec import FeaturesSpec
-from flywheel.features import FEATURE_TRUSTED_TYPES, OnnxPredictor, build_feature_pipeline
+from flywheel.features import OnnxPredictor
 from flywheel.pipelines._context import ProjectContext
-from flywheel.pipelines._gating import TRAIN_ROWS_ARTIFACT, train_rows_record
 from flywheel.pipelines.export_onnx import export_onnx
 from flywheel.serving import ONNX_ARTIFACT, ONNX_REPORT_ARTIFACT, ModelStore
-from tests.conftest import CHURN, PASSED_TAGS, make_project
+from tests.conftest import CHURN, make_project, register_lightgbm
 
 TRAIN_ROWS = 1500
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
@@ -35,32 +32,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("onnx") / "p"
     make_project(root, frame=pd.read_parquet(CHURN).head(2000))
     context = ProjectContext.load(root)
-    return (context, *_register(context))
-
-
-def _register(context: ProjectContext) -> tuple[str, Any, pd.DataFrame]:
-    """A LightGBM churn pipeline trained on the first rows, registered as training does
-    (schema.yaml, train_rows.json); returns the version, the model and the held-out rows."""
-    schema = context.schema
-    frame = context.load_data()
-    x, y = frame[schema.feature_columns], (frame["churn"] == "yes").to_numpy(int)
-    features = build_feature_pipeline(schema, FeaturesSpec(), task="binary")
-    booster = lgb.LGBMClassifier(n_estimators=40, verbosity=-1, n_jobs=1, random_state=0)
-    from sklearn.pipeline import Pipeline
-
-    model = Pipeline([("features", features), ("model", booster)])
-    model.fit(x.head(TRAIN_ROWS), y[:TRAIN_ROWS])
-    registry = context.registry()
-    with registry.parent_run("test") as run_id:
-        registry.log_artifact_text(run_id, "schema.yaml", schema.to_yaml())
-        registry.log_artifact_text(run_id, TRAIN_ROWS_ARTIFACT,
-                                   train_rows_record(x.head(TRAIN_ROWS), schema.feature_columns))
-        logged = registry.log_model(run_id, model, input_example=x.head(3),
-                                    extra_trusted_types=list(FEATURE_TRUSTED_TYPES),
-                                    pyfunc_predict_fn="predict_proba")
-        tags = {**PASSED_TAGS, "flywheel.task": "binary", "flywheel.classes": '["no", "yes"]'}
-        version = registry.register(logged, tags=tags).version
-    return version, model, x.iloc[TRAIN_ROWS:]
+    return (context, *register_lightgbm(context, train_rows=TRAIN_ROWS))
 
 
 def test_runtime_onnx_serves_the_verified_graph_and_refuses_a_version_never_exported(
