@@ -143,12 +143,15 @@ def source_columns(encoder: FeatureEncoder) -> list[str]:
 
 
 def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
-                           version: str = "this model") -> ContributionExplainer:
+                           version: str = "this model",
+                           num_threads: int = 1) -> ContributionExplainer:
     """The explainer of a fitted ``Pipeline([("features", ColumnTransformer), ("model",
     LGBMClassifier | LGBMRegressor)])``.
 
     Args:
         schema: Orders the explained columns (None: the feature step's order).
+        num_threads: LightGBM's threads per batch: one for a server answering single rows
+            (a worker per core), 0 (every core) for batches such as monitoring's.
 
     Raises:
         ExplanationError: If the estimator has no exact tree contributions or a feature step
@@ -184,7 +187,7 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
         fold[position, index[column]] = 1.0
     params: dict[str, Any] = {k: v for k, v in estimator.get_params().items()
                               if k.startswith("pred_early_stop")}
-    params["num_threads"] = 1
+    params["num_threads"] = num_threads
     outputs = int(booster.num_model_per_iteration())
     if task != "regression" and outputs == 1 and getattr(estimator, "n_classes_", 2) > 2:
         raise ExplanationError(version, "its classifier has one output for several classes")
@@ -192,13 +195,19 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
                                  outputs=outputs, params=params)
 
 
-def contribution_importance(model: Any, frame: pd.DataFrame, *,
-                            task: Task) -> dict[str, float] | None:
-    """Mean absolute contribution per raw column over the rows of ``frame``, largest first;
-    None when ``model`` cannot be explained (``ExplanationError``)."""
-    try:
-        explainer = contribution_explainer(model, None, task=task)
-    except ExplanationError:
-        return None
+def contribution_importance(model: Any, frame: pd.DataFrame, *, task: Task,
+                            explainer: ContributionExplainer | None = None
+                            ) -> dict[str, float] | None:
+    """Mean absolute contribution per raw column over the rows of ``frame``, largest first,
+    computed on every core; None when ``model`` cannot be explained (``ExplanationError``).
+
+    Args:
+        explainer: ``model``'s explainer, when the caller keeps one between frames.
+    """
+    if explainer is None:
+        try:
+            explainer = contribution_explainer(model, None, task=task, num_threads=0)
+        except ExplanationError:
+            return None
     given = {c: frame[c] for c in explainer.encoder.columns if c in frame.columns}
     return explainer.explain_columns(given, len(frame)).mean_abs()

@@ -43,7 +43,9 @@ def contribution_shift(reference: Mapping[str, float],
     ref, cur = _shares(reference), _shares(current)
     if ref is None or cur is None:
         return None
-    columns = set(ref) | set(cur)
+    # Summed in a fixed order: over a set, the order (and the last digit) would change with
+    # the process's string hashing.
+    columns = dict.fromkeys([*ref, *cur])
     distance = 0.5 * sum(abs(ref.get(c, 0.0) - cur.get(c, 0.0)) for c in columns)
     return ContributionShift(ref, cur, distance)
 

@@ -61,6 +61,9 @@ class MonitoredVersion:
     notes: tuple[str, ...] = ()
     explain: Explain | None = None
     """Global importance from the exact contributions on a frame (None: not explainable)."""
+    explain_reference: Explain | None = None
+    """``explain`` for the reference rows, through a memo of them (None: ``explain``): the
+    reference half of the contribution shift is the same in every run of a version."""
 
 
 def monitor_window(window: Window, version: MonitoredVersion, spec: MonitoringSpec, *,
@@ -129,7 +132,8 @@ def _contribution_shift(version: MonitoredVersion, frame: pd.DataFrame, seed: in
         return None
     sample, _ = _sample(sample, _CONTRIBUTION_ROWS, seed)
     frame, _ = _sample(frame, _CONTRIBUTION_ROWS, seed + 1)
-    reference, current = version.explain(sample), version.explain(frame)
+    reference = (version.explain_reference or version.explain)(sample)
+    current = version.explain(frame)
     if reference is None or current is None:
         return None
     return contribution_shift(reference, current)

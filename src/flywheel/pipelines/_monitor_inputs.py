@@ -21,12 +21,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flywheel.core.errors import FlywheelError, MonitoringError, RegistryError
+from flywheel.core.errors import ExplanationError, FlywheelError, MonitoringError, RegistryError
 from flywheel.core.spec import parse_config
 from flywheel.core.yamlio import read_yaml_text
 from flywheel.data import DataSchema, ReferenceProfile
 from flywheel.evaluation import predict_scores
-from flywheel.features import contribution_importance
+from flywheel.features import contribution_explainer, contribution_importance
 from flywheel.monitoring import (
     AlertDispatcher,
     Calibrator,
@@ -38,6 +38,7 @@ from flywheel.monitoring import (
     window_from_frame,
     window_from_log,
 )
+from flywheel.pipelines._monitor_memo import memo_path, remembered
 from flywheel.pipelines._monitoring_reference import CALIBRATION_ARTIFACT, REFERENCE_ARTIFACT
 from flywheel.pipelines._predlog import LogWindows
 
@@ -117,22 +118,33 @@ def load_version(project: ProjectContext, registry: Registry, info: ModelVersion
     holdout = {k.removeprefix("flywheel.holdout_"): float(v) for k, v in info.tags.items()
                if k.startswith("flywheel.holdout_") and _is_number(v)}
     features = tuple(meta.get("features") or schema.feature_columns)
+    explain = _explain(registry, info.version, project.spec.training.allow_pickle, task)
     return MonitoredVersion(
         model=registry.model_name, version=info.version, task=task, target=schema.target,
         features=features, classes=classes, schema=schema, reference=reference,
         calibrator=calibrator, holdout=holdout, notes=tuple(notes),
-        explain=_explain(registry, info.version, project.spec.training.allow_pickle, task))
+        explain=explain, explain_reference=remembered(
+            explain, memo_path(project.workspace.root, registry.model_name, info.version), run))
 
 
 def _explain(registry: Registry, version: str, allow_pickle: bool, task: Any) -> Explain:
     """Global importance from the version's exact contributions on a frame; the model is
-    loaded on the first call (a run without enough rows never loads it)."""
+    loaded, and its explainer built, on the first call (a run without enough rows never
+    loads it)."""
     loaded: list[Any] = []
 
     def explain(frame: pd.DataFrame) -> dict[str, float] | None:
         if not loaded:
-            loaded.append(registry.load_model(version, allow_pickle=allow_pickle))
-        return contribution_importance(loaded[0], frame, task=task)
+            model = registry.load_model(version, allow_pickle=allow_pickle)
+            try:
+                explainer = contribution_explainer(model, None, task=task, num_threads=0)
+            except ExplanationError:
+                explainer = None
+            loaded.append((model, explainer))
+        model, explainer = loaded[0]
+        if explainer is None:
+            return None
+        return contribution_importance(model, frame, task=task, explainer=explainer)
 
     return explain
 

@@ -36,7 +36,7 @@ from flywheel.data import fingerprint_frame
 from flywheel.monitoring import check_rule_names
 from flywheel.pipelines._predlog import LogWindows, log_location
 from flywheel.pipelines._retrain_data import retraining_frame
-from flywheel.pipelines.monitor import WindowRequest, monitor_project
+from flywheel.pipelines.monitor import MonitorCache, WindowRequest, monitor_project
 from flywheel.pipelines.promote import audit_log, promote_version
 from flywheel.pipelines.rollout import RolloutController, rollout_status, start_rollout
 from flywheel.pipelines.train import train_project
@@ -141,6 +141,8 @@ class RetrainingLoop:
         coordination database (``read_state``)."""
         self._coordinator = project.workspace.coordinator
         self.last_monitoring: MonitorResult | None = None
+        self._monitored = MonitorCache(registry=self.registry)
+        """The monitored versions (reference, model, explainer) kept from tick to tick."""
 
     # The loop ------------------------------------------------------------------------------
 
@@ -173,6 +175,17 @@ class RetrainingLoop:
 
     # Steps -----------------------------------------------------------------------------------
 
+    def _monitor(self, request: WindowRequest) -> MonitorResult:
+        """One monitoring run over ``request``, with what earlier ticks loaded of the version;
+        the alert sinks are this tick's, closed when it ends."""
+        kept = self._monitored
+        cache = MonitorCache(versions=kept.versions, models=kept.models, registry=kept.registry)
+        try:
+            return monitor_project(self.project, request, report=False, cache=cache)
+        finally:
+            if cache.dispatcher is not None:
+                cache.dispatcher.close()
+
     def _idle(self, state: LoopState) -> TickResult:
         self._upkeep()
         windows = LogWindows(self.project)  # what this tick reads of the log, read once
@@ -200,8 +213,7 @@ class RetrainingLoop:
         if cooling is not None and now < cooling:
             self._save(state)
             return TickResult("waiting", f"cooling down until {cooling:%Y-%m-%d %H:%M}")
-        monitored = monitor_project(self.project, WindowRequest(last=spec.window_rows),
-                                    report=False)
+        monitored = self._monitor(WindowRequest(last=spec.window_rows, log=windows))
         self.last_monitoring = monitored
         metrics = monitored.metrics
         fired = [str(rule) for rule in spec.triggers
