@@ -243,6 +243,7 @@ def _measure(work: Path, log: Path, flat: Path | None, size: int) -> dict[str, f
     row["tick_s"], row["tick_log_s"], row["tick_mb"] = tick["seconds"], tick["log_s"], \
         tick["peak_mb"]
     row["tick_compute_s"] = tick["seconds"] - tick["log_s"]
+    row["next_tick_s"], row["next_tick_log_s"] = tick["next_seconds"], tick["next_log_s"]
     console.print(f"  {size:,} rows: tick {tick.get('action')}: {tick.get('detail')}")
     if flat is not None:
         whole = _child([sys.executable, str(HERE / "_predlog_whole_read.py"), str(flat),
@@ -277,6 +278,7 @@ def _report(rows: list[dict[str, float]]) -> None:
                     "of it start-up + imports s", "of it reading the log s",
                     "of it monitoring s", "monitor peak MB", "loop tick s",
                     "of it reading the log s", "of it monitoring s", "tick peak MB",
+                    "next tick, same loop s", "of it reading the log s",
                     "read_predictions(last=5000) s", "its peak MB", "whole-log read s",
                     "its peak MB"):
         table.add_column(heading, justify="right")
@@ -286,13 +288,14 @@ def _report(rows: list[dict[str, float]]) -> None:
                       f"{r['monitor_compute_s']:.2f}", f"{r['monitor_mb']:.0f}",
                       f"{r['tick_s']:.2f}", f"{r['tick_log_s']:.3f}",
                       f"{r['tick_compute_s']:.2f}", f"{r['tick_mb']:.0f}",
+                      f"{r['next_tick_s']:.2f}", f"{r['next_tick_log_s']:.3f}",
                       f"{r['read_s']:.3f}", f"{r['read_mb']:.0f}",
                       f"{r['whole_s']:.2f}" if "whole_s" in r else "-",
                       f"{r['whole_mb']:.0f}" if "whole_mb" in r else "- (needs ~20 GB)")
     console.print(table)
     first, last = rows[0], rows[-1]
     keys = ("monitor_s", "monitor_log_s", "monitor_mb", "tick_s", "tick_log_s", "tick_mb",
-            "read_s", "read_mb")
+            "next_tick_s", "read_s", "read_mb")
     ratios = {k: last[k] / first[k] for k in keys}
     console.print(f"{last['rows']:,.0f} rows / {first['rows']:,.0f} rows: " + ", ".join(
         f"{k} {v:.2f}x" for k, v in ratios.items()))
