@@ -42,7 +42,7 @@ def remembered(explain: Explain, path: Path, run_id: str) -> Explain:
         key = _digest(frame)
         if key in kept:
             return kept[key]
-        found = _read(path, run_id, key, len(frame))
+        found: Mapping[str, float] | None = _read(path, run_id, key, len(frame))
         if found is None:
             found = explain(frame)
             if found is not None:
