@@ -28,6 +28,8 @@ import numpy as np
 from flywheel.core.errors import CompileError
 
 Predict = Callable[[np.ndarray], np.ndarray]
+_BST_ULONG = ctypes.c_uint64
+"""XGBoost's ``bst_ulong`` (``xgboost.core.c_bst_ulong``)."""
 
 
 def xgboost_predict(estimator: Any, classify: bool, where: str, num_threads: int) -> Predict:
@@ -82,7 +84,7 @@ class _XgboostRow:
 
         # XGBoost binds its C library only privately; inplace_predict rebuilds both JSON
         # strings on every call, which is most of what one row costs.
-        self._lib = core._LIB  # type: ignore[attr-defined]
+        self._lib = core._LIB
         self._check = core._check_call
         self._booster = booster
         features = booster.num_features()
@@ -93,8 +95,8 @@ class _XgboostRow:
             "type": 1 if margin else 0, "training": False, "iteration_begin": iterations[0],
             "iteration_end": iterations[1], "missing": float(missing), "strict_shape": False,
             "cache_id": 0}).encode()
-        self._shape = ctypes.POINTER(core.c_bst_ulong)()
-        self._dims = core.c_bst_ulong()
+        self._shape = ctypes.POINTER(_BST_ULONG)()
+        self._dims = _BST_ULONG()
         self._preds = ctypes.POINTER(ctypes.c_float)()
         self._lock = threading.Lock()
 

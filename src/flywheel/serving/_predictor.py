@@ -119,5 +119,4 @@ def _single_thread(model: Any) -> None:
     params = estimator.get_params() if hasattr(estimator, "get_params") else {}
     if "n_jobs" in params:
         estimator.set_params(n_jobs=1)
-    if "thread_count" in params:  # CatBoost's name for it
-        estimator.set_params(thread_count=1)
+    # CatBoost refuses set_params once fitted; its compiled form passes thread_count=1 per call.

@@ -140,8 +140,8 @@ def _xgboost_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEs
         **params,
     }
     if task == "regression":
-        return xgb.XGBRegressor(**settings)  # type: ignore[no-any-return]
-    return xgb.XGBClassifier(**settings)  # type: ignore[no-any-return]
+        return xgb.XGBRegressor(**settings)
+    return xgb.XGBClassifier(**settings)
 
 
 def _xgboost_fit(estimator: Any, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any) -> int:
@@ -166,8 +166,8 @@ def _catboost_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseE
         **params,
     }
     if task == "regression":
-        return cb.CatBoostRegressor(**settings)  # type: ignore[no-any-return]
-    return cb.CatBoostClassifier(**settings)  # type: ignore[no-any-return]
+        return cb.CatBoostRegressor(**settings)
+    return cb.CatBoostClassifier(**settings)
 
 
 def _catboost_fit(estimator: Any, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any) -> int:
