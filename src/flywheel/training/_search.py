@@ -7,10 +7,11 @@ interruption resumes it, and a process on another host with the same spec and da
 Parallel trials are separate processes optimizing the same study.
 
 The time budget is a deadline, not a hint: a trial still running when it passes is stopped
-(between LightGBM's boosting rounds or the learner's own Python steps, by ``SIGALRM`` in a
-process's main thread; elsewhere between folds). A stopped trial is pruned, or, while the
-study has no complete trial yet, completed on the folds it finished, so a short budget still
-yields a model.
+(between LightGBM's or XGBoost's boosting rounds or the learner's own Python steps, by
+``SIGALRM`` in a process's main thread; elsewhere between folds). CatBoost trains a whole fold
+in C++, so its trial stops only once that fold's fit returns. A stopped trial is pruned, or,
+while the study has no complete trial yet, completed on the folds it finished, so a short
+budget still yields a model.
 
 Feature pipelines are fitted once per fold (and per scaling need) and reused by every trial:
 they do not depend on the learner's hyper-parameters, and fitting them per fold keeps target
