@@ -204,3 +204,19 @@ def search_problem(tmp_path: Path, spec: ProjectSpec, *, rows: int = 200) -> Sea
                          schema=infer_schema(frame, "y"), spec=spec, metric_name="roc_auc",
                          storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="t-1",
                          n_jobs=1)
+
+
+def require_learner(module: str) -> Any:
+    """Import an optional learner's package (``xgboost``, ``catboost``), or skip the test,
+    naming the extra that installs it; under CI=true a missing package fails instead."""
+    import importlib
+
+    from flywheel.testing import under_ci
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f'needs the {module} package; install it with `pip install "flywheel[{module}]"`'
+        if under_ci():
+            pytest.fail(f"{message} (CI=true: a missing engine fails instead of skipping)")
+        pytest.skip(message)

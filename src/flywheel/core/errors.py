@@ -172,8 +172,9 @@ class ExplanationError(FlywheelError):
         self.version, self.reason = version, reason
         super().__init__(
             f"Cannot explain {version}: {reason}. Explanations are exact tree contributions, "
-            "so they need a LightGBM model on flywheel's feature pipeline; predictions still "
-            "work, and `training.learners: [lightgbm]` trains an explainable model.")
+            "so they need a LightGBM, XGBoost or CatBoost model on flywheel's feature "
+            "pipeline; predictions still work, and `training.learners: [lightgbm]` trains an "
+            "explainable model.")
 
 
 class RegistryError(FlywheelError):

@@ -221,7 +221,8 @@ class TrainingSpec(_Section):
     keeps the same holdout, so the champion comparison runs on rows neither model trained on."""
     learners: list[str] = Field(default_factory=lambda: ["lightgbm"], min_length=1)
     """Built-in learners to search over: lightgbm, linear, random_forest,
-    hist_gradient_boosting; plus the names of custom_learners."""
+    hist_gradient_boosting, xgboost and catboost (the last two with ``pip install
+    "flywheel[xgboost]"`` / ``"flywheel[catboost]"``); plus the names of custom_learners."""
     custom_learners: list[CustomLearnerSpec] = Field(default_factory=list)
     search: SearchSpec = SearchSpec()
     ensemble: EnsembleSpec = EnsembleSpec()

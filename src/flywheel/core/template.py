@@ -72,7 +72,9 @@ training:
   holdout_fraction: {s.holdout_fraction}     # set aside before the search, used once
   holdout_seed: {s.holdout_seed}             # the holdout split's own seed (search.seed leaves it alone)
   learners: {json.dumps(s.learners)}   # any of lightgbm, linear, random_forest,
-                                  # hist_gradient_boosting, and names from custom_learners
+                                  # hist_gradient_boosting, xgboost, catboost (the last two
+                                  # with pip install "flywheel[xgboost]" / "flywheel[catboost]"),
+                                  # and names from custom_learners
   custom_learners: []             # e.g. - name: extra_trees
                                   #        estimator: sklearn.ensemble.ExtraTreesClassifier
                                   #        params: {{n_jobs: 2}}

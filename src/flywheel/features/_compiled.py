@@ -8,6 +8,9 @@ way to call the estimator:
 
     LightGBM            ``booster_.predict`` with what ``predict_proba``/``predict`` would pass;
                         one row through LightGBM's single-row C API (``_compiled_lightgbm``)
+    XGBoost             ``Booster.inplace_predict``; one row through its dense C API with a
+                        prepared input and config (``_compiled_xgboost``)
+    CatBoost            its own ``predict_proba``/``predict`` on one thread
     LogisticRegression  ``X @ coef_.T + intercept_``, then sigmoid or softmax, as sklearn does
     Ridge, LinearRegression  ``X @ coef_ + intercept_``
     any other estimator its own ``predict_proba``/``predict`` on the encoded matrix
@@ -35,6 +38,7 @@ from flywheel.data import DataSchema
 from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
 from flywheel.features._compiled_lightgbm import lightgbm_predict
 from flywheel.features._compiled_values import Column, max_abs_diff
+from flywheel.features._compiled_xgboost import catboost_predict, xgboost_predict
 
 __all__ = ["CompileReport", "CompiledEnsemble", "CompiledPredictor", "compile_predictor",
            "verify_compiled"]
@@ -85,7 +89,8 @@ class CompiledPredictor:
         self.feature_columns = feature_columns
         """Raw input columns the model reads, in schema order."""
         self.kind = kind
-        """How the estimator is called: lightgbm, logistic, linear or sklearn."""
+        """How the estimator is called: lightgbm, xgboost, catboost, logistic, linear or
+        sklearn."""
         self._predict = predict
         self._empty_shape = (0,) if outputs is None else (0, outputs)
 
@@ -181,7 +186,7 @@ def compile_predictor(model: Pipeline, schema: DataSchema, *, task: Task,
         schema: The data schema the model was trained with; its feature order orders
             ``feature_columns``.
         task: binary and multiclass compile ``predict_proba``; regression ``predict``.
-        num_threads: Threads LightGBM may use per call (0: OpenMP's default). One suits a
+        num_threads: Threads LightGBM or XGBoost may use per call (0: OpenMP's default). One suits a
             server with a worker per core: with more, a single row gains nothing, and
             threads that wait on busy cores put milliseconds into the p99.
 
@@ -261,8 +266,13 @@ def _compile_estimator(estimator: Any, task: Task, where: str,
         raise CompileError(where, type(estimator).__name__, "the task is regression but it is "
                            "a classifier")
     classes = len(estimator.classes_) if classify and hasattr(estimator, "classes_") else None
-    if type(estimator).__module__.split(".")[0] == "lightgbm":
+    package = type(estimator).__module__.split(".")[0]
+    if package == "lightgbm":
         return lightgbm_predict(estimator, classify, where, num_threads), "lightgbm", classes
+    if package == "xgboost":
+        return xgboost_predict(estimator, classify, where, num_threads), "xgboost", classes
+    if package == "catboost":
+        return catboost_predict(estimator, classify, where), "catboost", classes
     if type(estimator) is LogisticRegression and classify:
         return _logistic(estimator), "logistic", classes
     if type(estimator) in (Ridge, LinearRegression) and not classify \

@@ -1,6 +1,7 @@
-"""Exact per-column explanations: LightGBM's tree contributions folded back to raw columns.
+"""Exact per-column explanations: tree contributions folded back to raw columns.
 
-LightGBM's ``pred_contrib`` splits each row's raw score (log-odds for a binary model, one
+LightGBM's ``pred_contrib`` (and XGBoost's ``pred_contribs``, CatBoost's ``ShapValues``:
+``_contributions_xgboost``) splits each row's raw score (log-odds for a binary model, one
 score per class for a multiclass one, the prediction itself for regression) into one value
 per encoded feature plus the bias (the expected raw score); the parts sum to the raw score.
 The feature pipeline turns one raw column into several features (one-hot categories, a target
@@ -9,13 +10,16 @@ column's features are added, so each raw column gets one contribution and the su
 
 One record goes through LightGBM's prepared single-row C API (as ``_compiled_lightgbm`` does
 for predictions); a batch through ``Booster.predict(pred_contrib=True)``.
+
+Each learner's contributions sit behind ``TreeContributions``, two methods on the encoded
+matrix; the explainer encodes and folds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,6 +30,7 @@ from flywheel.data import DataSchema
 from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
 from flywheel.features._compiled_lightgbm import _SingleRow
 from flywheel.features._compiled_values import Column
+from flywheel.features._contributions_xgboost import catboost_contributions, xgboost_contributions
 
 __all__ = ["ContributionExplainer", "Contributions", "contribution_explainer",
            "contribution_importance", "source_columns"]
@@ -63,23 +68,58 @@ class Contributions:
         return {self.columns[i]: float(means[i]) for i in order}
 
 
+class TreeContributions(Protocol):
+    """One learner's exact contributions on an encoded float64 matrix (thread-safe)."""
+
+    outputs: int
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """(rows, outputs, features + 1): each feature's part and, last, the bias; they add up
+        to ``raw_scores``."""
+        ...
+
+    def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
+        """(rows, outputs): the model's raw scores."""
+        ...
+
+
+class _LightgbmContributions:
+    def __init__(self, booster: Any, params: dict[str, Any], outputs: int) -> None:
+        self.outputs = outputs
+        self._booster = booster
+        self._params = params
+        self._single = _SingleRow.create(booster, params, predict_type=_PREDICT_CONTRIB)
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        rows = matrix.shape[0]
+        if rows == 1 and self._single is not None:
+            flat = self._single(matrix[0]).reshape(1, -1)
+        else:  # num_iteration=None: the best iteration, as predictions use
+            flat = np.asarray(self._booster.predict(matrix, pred_contrib=True,
+                                                    num_iteration=None, **self._params))
+        return flat.reshape(rows, self.outputs, -1)
+
+    def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self._booster.predict(matrix, raw_score=True, num_iteration=None,
+                                               **self._params))
+        return raw.reshape(matrix.shape[0], self.outputs)
+
+
 class ContributionExplainer:
-    """A fitted LightGBM pipeline's exact contributions per raw column, from raw values.
+    """A fitted tree-model pipeline's exact contributions per raw column, from raw values.
 
     Raw values are read as ``CompiledPredictor`` reads them (the same ``FeatureEncoder``).
     Safe to call from several threads at once.
     """
 
-    def __init__(self, encoder: FeatureEncoder, booster: Any, *, columns: list[str],
-                 fold: np.ndarray, outputs: int, params: dict[str, Any]) -> None:
+    def __init__(self, encoder: FeatureEncoder, trees: TreeContributions, *,
+                 columns: list[str], fold: np.ndarray) -> None:
         self.encoder = encoder
         self.columns = columns
         """Raw columns explained, in schema order."""
-        self.outputs = outputs
-        self._booster = booster
+        self.outputs = trees.outputs
+        self._trees = trees
         self._fold = fold  # (features, columns): 1 where a feature comes from a column
-        self._params = params
-        self._single = _SingleRow.create(booster, params, predict_type=_PREDICT_CONTRIB)
 
     def explain_records(self, records: Sequence[Mapping[str, Any]]) -> Contributions:
         """Contributions for row records, such as parsed JSON objects."""
@@ -100,20 +140,13 @@ class ContributionExplainer:
         if rows == 0:
             return Contributions(self.columns, np.zeros((0, self.outputs, len(self.columns))),
                                  np.zeros((0, self.outputs)))
-        if rows == 1 and self._single is not None:
-            flat = self._single(matrix[0]).reshape(1, -1)
-        else:  # num_iteration=None: the best iteration, as predictions use
-            flat = np.asarray(self._booster.predict(matrix, pred_contrib=True,
-                                                    num_iteration=None, **self._params))
-        parts = flat.reshape(rows, self.outputs, width + 1)
+        parts = self._trees.contributions(matrix).reshape(rows, self.outputs, width + 1)
         return Contributions(self.columns, parts[:, :, :width] @ self._fold,
                              np.ascontiguousarray(parts[:, :, width]))
 
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
-        """(rows, outputs): the booster's raw scores for an encoded matrix."""
-        raw = np.asarray(self._booster.predict(matrix, raw_score=True, num_iteration=None,
-                                               **self._params))
-        return raw.reshape(matrix.shape[0], self.outputs)
+        """(rows, outputs): the model's raw scores for an encoded matrix."""
+        return self._trees.raw_scores(matrix)
 
 
 def source_columns(encoder: FeatureEncoder) -> list[str]:
@@ -146,7 +179,7 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
                            version: str = "this model",
                            num_threads: int = 1) -> ContributionExplainer:
     """The explainer of a fitted ``Pipeline([("features", ColumnTransformer), ("model",
-    LGBMClassifier | LGBMRegressor)])``.
+    estimator)])`` whose estimator is a LightGBM, XGBoost or CatBoost model.
 
     Args:
         schema: Orders the explained columns (None: the feature step's order).
@@ -162,22 +195,22 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
         raise ExplanationError(version, f"expected a fitted Pipeline of the feature step and "
                                f"an estimator, got {type(model).__name__}")
     (feature_name, features), (name, estimator) = steps
-    if type(estimator).__module__.split(".")[0] != "lightgbm" or \
-            not hasattr(estimator, "booster_"):
+    package = type(estimator).__module__.split(".")[0]
+    if package not in _EXPLAINED or not hasattr(estimator, "n_features_in_"):
         raise ExplanationError(version, f"its estimator {name!r} is a "
                                f"{type(estimator).__name__}, which has no exact tree "
                                "contributions")
     if callable(getattr(estimator, "objective", None)):
-        raise ExplanationError(version, "its LightGBM model has a custom objective")
+        raise ExplanationError(version, f"its {package} model has a custom objective")
     try:
         encoder = compile_encoder(features, where=feature_name)
         sources = source_columns(encoder)
     except CompileError as exc:
         raise ExplanationError(version, exc.reason) from None
-    booster = estimator.booster_
-    if booster.num_feature() != encoder.width:
-        raise ExplanationError(version, f"its model reads {booster.num_feature()} features "
+    if estimator.n_features_in_ != encoder.width:
+        raise ExplanationError(version, f"its model reads {estimator.n_features_in_} features "
                                f"but the feature step makes {encoder.width}")
+    trees = _EXPLAINED[package](estimator, task, version)
     used = set(sources)
     columns = [c for c in schema.feature_columns if c in used] if schema is not None else []
     columns += [c for c in dict.fromkeys(sources) if c not in set(columns)]
@@ -185,14 +218,23 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
     fold = np.zeros((encoder.width, len(columns)), dtype=np.float64)
     for position, column in enumerate(sources):
         fold[position, index[column]] = 1.0
+    return ContributionExplainer(encoder, trees, columns=columns, fold=fold)
+
+
+def _lightgbm(estimator: Any, task: Task, version: str) -> TreeContributions:
+    booster = estimator.booster_
     params: dict[str, Any] = {k: v for k, v in estimator.get_params().items()
                               if k.startswith("pred_early_stop")}
     params["num_threads"] = num_threads
     outputs = int(booster.num_model_per_iteration())
     if task != "regression" and outputs == 1 and getattr(estimator, "n_classes_", 2) > 2:
         raise ExplanationError(version, "its classifier has one output for several classes")
-    return ContributionExplainer(encoder, booster, columns=columns, fold=fold,
-                                 outputs=outputs, params=params)
+    return _LightgbmContributions(booster, params, outputs)
+
+
+_EXPLAINED = {"lightgbm": _lightgbm, "xgboost": xgboost_contributions,
+              "catboost": catboost_contributions}
+"""Estimator package -> its ``TreeContributions`` (raising ``ExplanationError``)."""
 
 
 def contribution_importance(model: Any, frame: pd.DataFrame, *, task: Task,

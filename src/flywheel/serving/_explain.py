@@ -1,10 +1,10 @@
 """Explanations in responses: ``POST /explain`` and ``"explain": true`` on ``/predict``.
 
 Each row's explanation holds its raw score, the bias (the model's expected raw score) and one
-contribution per raw input column, which add up to the raw score (LightGBM's exact tree
-contributions, ``features/_contributions.py``). The raw score is the positive class's
-log-odds for a binary model, one score per class (softmax input) for a multiclass one, and
-the predicted value for regression.
+contribution per raw input column, which add up to the raw score (LightGBM's, XGBoost's and
+CatBoost's exact tree contributions, ``features/_contributions.py``). The raw score is the
+positive class's log-odds for a binary model, one score per class (softmax input) for a
+multiclass one, and the predicted value for regression.
 """
 
 from __future__ import annotations

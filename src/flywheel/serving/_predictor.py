@@ -51,7 +51,8 @@ class LoadedModel:
     form: str = "pipeline"
     """What answers: ``compiled``, ``onnx`` (onnxruntime) or ``pipeline``."""
     explainer: ContributionExplainer | None = None
-    """Exact per-column contributions (LightGBM models); None: see ``unexplained``."""
+    """Exact per-column contributions (LightGBM, XGBoost and CatBoost models); None: see
+    ``unexplained``."""
     unexplained: str | None = None
     """Why this version cannot be explained, when it cannot."""
 
@@ -118,3 +119,4 @@ def _single_thread(model: Any) -> None:
     params = estimator.get_params() if hasattr(estimator, "get_params") else {}
     if "n_jobs" in params:
         estimator.set_params(n_jobs=1)
+    # CatBoost refuses set_params once fitted; its compiled form passes thread_count=1 per call.

@@ -2,13 +2,21 @@
 
 A learner is a search space (the same ``ParamSpace`` users write in YAML for their own
 estimators) plus how to build an estimator for a task from sampled parameters, whether its
-numeric features need scaling, and whether it can stop early on a validation set.
+numeric features need scaling, and how it stops early on a validation set if it can.
+
+XGBoost and CatBoost are optional extras (``pip install "flywheel[xgboost]"``, ``[catboost]``):
+their packages are imported only inside their build and fit functions, once the spec chooses
+them, and choosing one that is not installed is a ``ConfigError`` naming the extra.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import importlib.util
+import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +30,11 @@ Params = dict[str, Any]
 MAX_BOOSTING_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 50
 
+FitEarly = Callable[[Any, Any, Any, Any, Any], int]
+"""(estimator, x_train, y_train, x_valid, y_valid) -> the best number of boosting rounds; the
+estimator is fitted, stopping once the validation score has not improved for
+``EARLY_STOPPING_ROUNDS`` rounds, and predicts with its best round."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Learner:
@@ -32,7 +45,16 @@ class Learner:
     build: Callable[[Params, Task, int, int], BaseEstimator]
     """(params, task, seed, n_jobs) -> an unfitted estimator."""
     scale_numeric: bool = False
-    early_stopping: bool = False
+    fit_early: FitEarly | None = None
+    """How it fits with early stopping on a validation set; None: it cannot."""
+    package: str | None = None
+    """The module it needs that flywheel does not depend on, installed by ``extra``."""
+    extra: str | None = None
+
+    @property
+    def early_stopping(self) -> bool:
+        """Whether the search stops it early, and the refit takes ``n_estimators`` rounds."""
+        return self.fit_early is not None
 
     def suggest(self, trial: optuna.Trial, *, grid: bool = False) -> Params:
         """Sample this learner's parameters; Optuna names are prefixed with the learner's name.
@@ -89,6 +111,96 @@ def _lightgbm_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseE
     return lgb.LGBMClassifier(**settings)
 
 
+@functools.cache
+def _lightgbm_eval_xy() -> bool:
+    from lightgbm import LGBMModel
+
+    return "eval_X" in inspect.signature(LGBMModel.fit).parameters
+
+
+def _lightgbm_fit(estimator: Any, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any) -> int:
+    import lightgbm as lgb
+
+    stop = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)]
+    if _lightgbm_eval_xy():  # LightGBM >= 4.7 deprecates eval_set
+        estimator.fit(x_train, y_train, eval_X=(x_valid,), eval_y=(y_valid,), callbacks=stop)
+    else:
+        estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], callbacks=stop)
+    return int(estimator.best_iteration_ or estimator.n_estimators)
+
+
+def _xgboost_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+    xgb = _optional("xgboost", "xgboost")
+    settings = {
+        "n_estimators": MAX_BOOSTING_ROUNDS,
+        "tree_method": "hist",
+        "random_state": seed,
+        "n_jobs": n_jobs,
+        "verbosity": 0,
+        **params,
+    }
+    if task == "regression":
+        return xgb.XGBRegressor(**settings)
+    return xgb.XGBClassifier(**settings)
+
+
+def _xgboost_fit(estimator: Any, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any) -> int:
+    # Set here, not in the build: the refit has no validation set, and XGBoost refuses early
+    # stopping without one.
+    estimator.set_params(early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+    estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
+    return int(estimator.best_iteration) + 1  # XGBoost counts rounds from 0
+
+
+def _catboost_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
+    cb = _optional("catboost", "catboost")
+    settings = {
+        "n_estimators": MAX_BOOSTING_ROUNDS,
+        # subsample needs a bootstrap that samples rows; CatBoost's default on CPU (MVS)
+        # weights them instead, and Bayesian takes bagging_temperature.
+        "bootstrap_type": "Bernoulli",
+        "random_seed": seed,
+        "thread_count": n_jobs,
+        "verbose": False,
+        "allow_writing_files": False,  # no catboost_info/ in the working directory
+        **params,
+    }
+    if task == "regression":
+        return cb.CatBoostRegressor(**settings)
+    return cb.CatBoostClassifier(**settings)
+
+
+def _catboost_fit(estimator: Any, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any) -> int:
+    # use_best_model (on with an eval_set) keeps the trees up to the best iteration.
+    estimator.fit(x_train, y_train, eval_set=(x_valid, y_valid),
+                  early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+    return int(estimator.get_best_iteration()) + 1  # CatBoost counts iterations from 0
+
+
+def _optional(module: str, extra: str) -> Any:
+    """Import an optional learner's package, or say which extra installs it.
+
+    Raises:
+        ConfigError: If the package is not installed.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(_missing(module, extra, f"training.learners: {extra}")) from exc
+
+
+def _missing(module: str, extra: str, where: str) -> str:
+    return (f"{where} needs the {module} package, which is not installed; install it with "
+            f'`pip install "flywheel[{extra}]"` or choose another learner.')
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    if module in sys.modules:  # None there is how an environment blocks an import
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
 def _linear_build(params: Params, task: Task, seed: int, n_jobs: int) -> BaseEstimator:
     from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -121,7 +233,23 @@ BUILTIN_LEARNERS: dict[str, Learner] = {
         "subsample": _space("float", 0.5, 1.0),
         "reg_alpha": _space("float", 1e-8, 10.0, log=True),
         "reg_lambda": _space("float", 1e-8, 10.0, log=True),
-    }, _lightgbm_build, early_stopping=True),
+    }, _lightgbm_build, fit_early=_lightgbm_fit),
+    "xgboost": Learner("xgboost", {
+        "learning_rate": _space("float", 0.01, 0.3, log=True),
+        "max_depth": _space("int", 3, 10),
+        "min_child_weight": _space("float", 0.1, 20.0, log=True),
+        "subsample": _space("float", 0.5, 1.0),
+        "colsample_bytree": _space("float", 0.4, 1.0),
+        "reg_alpha": _space("float", 1e-8, 10.0, log=True),
+        "reg_lambda": _space("float", 1e-8, 10.0, log=True),
+    }, _xgboost_build, fit_early=_xgboost_fit, package="xgboost", extra="xgboost"),
+    "catboost": Learner("catboost", {
+        "learning_rate": _space("float", 0.01, 0.3, log=True),
+        "depth": _space("int", 4, 10),
+        "l2_leaf_reg": _space("float", 1.0, 30.0, log=True),
+        "subsample": _space("float", 0.5, 1.0),
+        "random_strength": _space("float", 0.1, 10.0, log=True),
+    }, _catboost_build, fit_early=_catboost_fit, package="catboost", extra="catboost"),
     "linear": Learner("linear", {"C": _space("float", 1e-4, 100.0, log=True)}, _linear_build,
                       scale_numeric=True),
     "random_forest": Learner("random_forest", {
@@ -143,7 +271,8 @@ def resolve_learners(spec: TrainingSpec) -> list[Learner]:
     """The learners named in ``spec.learners``, built-in or custom.
 
     Raises:
-        ConfigError: If a name is unknown, or a custom estimator cannot be imported or built.
+        ConfigError: If a name is unknown, a built-in learner's optional package is not
+            installed, or a custom estimator cannot be imported or built.
     """
     custom = {c.name: c for c in spec.custom_learners}
     learners = []
@@ -151,7 +280,11 @@ def resolve_learners(spec: TrainingSpec) -> list[Learner]:
         if name in custom:
             learners.append(_custom_learner(custom[name]))
         elif name in BUILTIN_LEARNERS:
-            learners.append(BUILTIN_LEARNERS[name])
+            learner = BUILTIN_LEARNERS[name]
+            if learner.package and learner.extra and not _installed(learner.package):
+                raise ConfigError(_missing(learner.package, learner.extra,
+                                           f"training.learners: {name!r}"))
+            learners.append(learner)
         else:
             known = sorted([*BUILTIN_LEARNERS, *custom])
             raise ConfigError(f"training.learners: unknown learner {name!r}; choose from "

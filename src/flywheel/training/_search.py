@@ -7,10 +7,11 @@ interruption resumes it, and a process on another host with the same spec and da
 Parallel trials are separate processes optimizing the same study.
 
 The time budget is a deadline, not a hint: a trial still running when it passes is stopped
-(between LightGBM's boosting rounds or the learner's own Python steps, by ``SIGALRM`` in a
-process's main thread; elsewhere between folds). A stopped trial is pruned, or, while the
-study has no complete trial yet, completed on the folds it finished, so a short budget still
-yields a model.
+(between LightGBM's or XGBoost's boosting rounds or the learner's own Python steps, by
+``SIGALRM`` in a process's main thread; elsewhere between folds). CatBoost trains a whole fold
+in C++, so its trial stops only once that fold's fit returns. A stopped trial is pruned, or,
+while the study has no complete trial yet, completed on the folds it finished, so a short
+budget still yields a model.
 
 Feature pipelines are fitted once per fold (and per scaling need) and reused by every trial:
 they do not depend on the learner's hyper-parameters, and fitting them per fold keeps target
@@ -20,7 +21,6 @@ encoding honest.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import multiprocessing
 import os
 import time
@@ -37,19 +37,12 @@ from flywheel.core.spec import ProjectSpec
 from flywheel.data import DataSchema
 from flywheel.evaluation import Metric, compute_metrics, get_metric, summarize
 from flywheel.features import build_feature_pipeline
-from flywheel.training._candidates import EARLY_STOPPING_ROUNDS, Learner, resolve_learners
+from flywheel.training._candidates import Learner, resolve_learners
 from flywheel.training._cv import Fold
 from flywheel.training._deadline import Deadline, alarm, cut_short
 from flywheel.training._ensemble import OofStore
 from flywheel.training._storage import is_shared_storage, open_storage
 from flywheel.training._warm_start import WARM_START_ATTR, WarmStart
-
-try:
-    from lightgbm import LGBMModel
-
-    _LGBM_EVAL_XY = "eval_X" in inspect.signature(LGBMModel.fit).parameters
-except ImportError:  # pragma: no cover - lightgbm is a dependency
-    _LGBM_EVAL_XY = False
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -239,15 +232,8 @@ def _empty_oof(rows: int, n_classes: int) -> np.ndarray:
 
 def _fit(estimator: Any, learner: Learner, x_train: np.ndarray, y_train: np.ndarray,
          x_valid: np.ndarray, y_valid: np.ndarray) -> int | None:
-    if learner.early_stopping:
-        import lightgbm as lgb
-
-        stop = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)]
-        if _LGBM_EVAL_XY:  # LightGBM >= 4.7 deprecates eval_set
-            estimator.fit(x_train, y_train, eval_X=(x_valid,), eval_y=(y_valid,), callbacks=stop)
-        else:
-            estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], callbacks=stop)
-        return int(estimator.best_iteration_ or estimator.n_estimators)
+    if learner.fit_early is not None:
+        return learner.fit_early(estimator, x_train, y_train, x_valid, y_valid)
     estimator.fit(x_train, y_train)
     return None
 

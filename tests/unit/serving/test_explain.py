@@ -134,3 +134,35 @@ def test_a_multiclass_version_explains_each_class_raw_score(tmp_path: Path) -> N
     scores = np.array([per_class[c]["raw_score"] for c in classes])
     softmax = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
     np.testing.assert_allclose(softmax, answer["probabilities"][0], atol=1e-9)
+
+
+@pytest.mark.parametrize("learner", ["xgboost", "catboost"])
+def test_explain_on_an_xgboost_or_catboost_version_sums_to_each_rows_log_odds(
+        churn: ChurnModel, tmp_path: Path, learner: str) -> None:
+    from flywheel.training import BUILTIN_LEARNERS
+    from tests.conftest import require_learner
+
+    require_learner(learner)
+    frame = pd.DataFrame.from_records(churn.records, columns=churn.schema.feature_columns)
+    train = pd.read_parquet(Path(__file__).resolve().parents[3] / "examples" / "churn"
+                            / "mlc_churn.parquet").head(600)
+    estimator = BUILTIN_LEARNERS[learner].build({"n_estimators": 40}, "binary", 0, 1)
+    model = Pipeline([("features", churn.pipeline[0]), ("model", estimator)])
+    model[-1].fit(churn.pipeline[0].transform(train[churn.schema.feature_columns]),
+                  (train["churn"] == "yes").to_numpy(int))
+    tags = {"flywheel.task": "binary", "flywheel.classes": '["no", "yes"]',
+            "flywheel.compiled.verified": "true"}
+    served = ServedModel(build_loaded_model("churn", "2", model, churn.schema, tags))
+    assert served.model.form == "compiled"
+    app = make_app(None, tmp_path)
+    app.store.by_alias["champion"] = app.store.by_version["2"] = served
+    status, _, raw = call(app, "POST", "/explain", churn.records[:8])
+    assert status == 200, raw
+    answer = orjson.loads(raw)
+    np.testing.assert_allclose(answer["probabilities"], model.predict_proba(frame.head(8)),
+                               atol=1e-6)
+    for row, log_odds in zip(answer["explanations"], _log_odds(answer["probabilities"]),
+                             strict=True):
+        assert list(row["contributions"]) == churn.schema.feature_columns
+        assert abs(sum(row["contributions"].values()) + row["bias"] - row["raw_score"]) <= 1e-9
+        assert abs(row["raw_score"] - log_odds) <= 1e-5  # log-odds of float32 probabilities

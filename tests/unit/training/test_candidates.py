@@ -6,10 +6,13 @@ import pytest
 from flywheel.core.errors import ConfigError
 from flywheel.core.spec import CustomLearnerSpec, ParamSpace, TrainingSpec
 from flywheel.training import BUILTIN_LEARNERS, resolve_learners
+from tests.conftest import require_learner
 
 
 def test_builtin_learners_build_for_every_task() -> None:
     for learner in BUILTIN_LEARNERS.values():
+        if learner.package:
+            require_learner(learner.package)
         trial = optuna.trial.FixedTrial(
             {name: values[0] for name, values in learner.grid_values().items()})
         params = learner.suggest(trial)
