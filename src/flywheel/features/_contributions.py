@@ -183,8 +183,9 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
 
     Args:
         schema: Orders the explained columns (None: the feature step's order).
-        num_threads: LightGBM's threads per batch: one for a server answering single rows
-            (a worker per core), 0 (every core) for batches such as monitoring's.
+        num_threads: LightGBM's and CatBoost's threads per batch: one for a server answering
+            single rows (a worker per core), 0 (every core) for batches such as monitoring's.
+            XGBoost's contributions use the booster's own setting.
 
     Raises:
         ExplanationError: If the estimator has no exact tree contributions or a feature step
@@ -210,7 +211,7 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
     if estimator.n_features_in_ != encoder.width:
         raise ExplanationError(version, f"its model reads {estimator.n_features_in_} features "
                                f"but the feature step makes {encoder.width}")
-    trees = _EXPLAINED[package](estimator, task, version)
+    trees = _EXPLAINED[package](estimator, task, version, num_threads)
     used = set(sources)
     columns = [c for c in schema.feature_columns if c in used] if schema is not None else []
     columns += [c for c in dict.fromkeys(sources) if c not in set(columns)]
@@ -221,7 +222,8 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
     return ContributionExplainer(encoder, trees, columns=columns, fold=fold)
 
 
-def _lightgbm(estimator: Any, task: Task, version: str) -> TreeContributions:
+def _lightgbm(estimator: Any, task: Task, version: str, num_threads: int
+              ) -> TreeContributions:
     booster = estimator.booster_
     params: dict[str, Any] = {k: v for k, v in estimator.get_params().items()
                               if k.startswith("pred_early_stop")}

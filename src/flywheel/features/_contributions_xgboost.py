@@ -26,7 +26,8 @@ from flywheel.core.spec import Task
 from flywheel.features._compiled_xgboost import _XgboostRow, iteration_range
 
 
-def xgboost_contributions(estimator: Any, task: Task, version: str) -> _XgboostContributions:
+def xgboost_contributions(estimator: Any, task: Task, version: str, num_threads: int = 1
+                          ) -> _XgboostContributions:
     """The contributions of a fitted ``XGBClassifier`` or ``XGBRegressor``.
 
     Raises:
@@ -68,7 +69,8 @@ class _XgboostContributions:
         return np.asarray(raw, dtype=np.float64).reshape(matrix.shape[0], self.outputs)
 
 
-def catboost_contributions(estimator: Any, task: Task, version: str) -> _CatboostContributions:
+def catboost_contributions(estimator: Any, task: Task, version: str, num_threads: int = 1
+                           ) -> _CatboostContributions:
     """The contributions of a fitted ``CatBoostClassifier`` or ``CatBoostRegressor``.
 
     Raises:
@@ -78,19 +80,21 @@ def catboost_contributions(estimator: Any, task: Task, version: str) -> _Catboos
         raise ExplanationError(version, "its CatBoost model reads categorical or text features "
                                "itself")
     classes = int(len(getattr(estimator, "classes_", []))) if task != "regression" else 0
-    return _CatboostContributions(estimator, classes if classes > 2 else 1)
+    return _CatboostContributions(estimator, classes if classes > 2 else 1,
+                                  num_threads if num_threads > 0 else -1)
 
 
 class _CatboostContributions:
-    def __init__(self, estimator: Any, outputs: int) -> None:
+    def __init__(self, estimator: Any, outputs: int, threads: int) -> None:
         self.outputs = outputs
         self._estimator = estimator
+        self._threads = threads  # -1: every core
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         import catboost
 
         parts = self._estimator.get_feature_importance(
-            data=catboost.Pool(matrix), type="ShapValues", thread_count=1)
+            data=catboost.Pool(matrix), type="ShapValues", thread_count=self._threads)
         return np.asarray(parts, dtype=np.float64).reshape(matrix.shape[0], self.outputs, -1)
 
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
