@@ -1,8 +1,9 @@
 """flywheel serve against `mlflow models serve` (the anchor) and a bare ASGI handler, same model.
 
 One registered LightGBM pipeline for mlc_churn, or with `--ensemble N` the greedy ensemble of
-up to N LightGBM trials (`training.ensemble: {size: N}`) that training registers, each member
-compiled for serving. Each server runs one worker pinned to core 0;
+up to N LightGBM trials (`training.ensemble: {size: N}`, `--learners` for others) that training
+registers, compiled for serving (one encoding per distinct feature step, each member's model
+on it). Each server runs one worker pinned to core 0;
 wrk runs pinned to core 1. Prints p50/p99 at concurrency 1 and requests/s and p99 at
 concurrency 32, and checks that every server gives the registered model's probabilities for
 the same records (exit 1 if one differs by more than 1e-9).
@@ -29,8 +30,19 @@ the start): flywheel serve c=1 p50 0.21 ms, p99 2.02 ms (1.53-2.67 over 5 rounds
 non-2xx; all three answer the model's probabilities exactly (max |dP| 0 on 20 records). The
 issue's "p99 at c=1 under 1 ms" was not met on this machine, by the bare handler either.
 
+Again later that day, same members (load 0.05 at the start, 2.1 at the end): before the
+ensemble shared its members' encoding, flywheel serve c=1 p50 0.28 ms, p99 0.51 ms
+(0.48-0.69), bare handler p99 0.28 ms; with one encoding per distinct feature step (the five
+members have one), p50 0.23 ms, p99 0.35 ms (0.31-0.40), bare handler p99 0.20 ms (load 1.8
+at the start, 2.2 at the end). The single model, measured right after on the same machine, was
+noisier: p99 3.10 ms with the bare handler at 3.56 ms in the same rounds (load 3.3, other work
+on the machine); before the change 3.76 ms, bare handler 3.88 ms (load 3.1). Its p50 was
+0.17-0.18 ms either way.
+`--learners lightgbm,hist_gradient_boosting` serves a mixed ensemble.
+
     apt-get install wrk            # the load generator
     python bench/serving_vs_mlflow.py [--seconds 5] [--rounds 5] [--ensemble 5]
+        [--learners lightgbm,hist_gradient_boosting]
 """
 
 from __future__ import annotations
@@ -141,6 +153,9 @@ def main() -> None:
                         help="search trials (default 10; 80 with --ensemble)")
     parser.add_argument("--candidates", type=int, default=20,
                         help="with --ensemble: training.ensemble.candidates")
+    parser.add_argument("--learners", default="lightgbm",
+                        help="with --ensemble: training.learners, comma-separated (e.g. "
+                             "lightgbm,hist_gradient_boosting for a mixed ensemble)")
     args = parser.parse_args()
     if args.trials is None:
         args.trials = 80 if args.ensemble > 1 else 10
@@ -152,9 +167,10 @@ def main() -> None:
     shutil.copy(CHURN, work / "churn.parquet")
     project = Project.init(work / "churn.parquet", "churn", directory=work, name="churn")
     if args.ensemble > 1:
-        project = ensemble_project(work, args.ensemble, args.candidates)
-        OUT.print(f"training an ensemble (size {args.ensemble}) of {args.trials} LightGBM "
-                        "trials for mlc_churn ...")
+        learners = args.learners.split(",")
+        project = ensemble_project(work, args.ensemble, args.candidates, learners)
+        OUT.print(f"training an ensemble (size {args.ensemble}) of {args.trials} "
+                  f"{'/'.join(learners)} trials for mlc_churn ...")
     else:
         OUT.print("training a LightGBM pipeline for mlc_churn ...")
     started = time.perf_counter()
@@ -169,7 +185,8 @@ def main() -> None:
                     f"{result.trials}) in {time.perf_counter() - started:.0f} s; compiled "
                     f"form verified: {info.tags.get('flywheel.compiled.verified')}, max |diff| "
                     f"{info.tags.get('flywheel.compiled.max_abs_diff')}")
-    members = describe_ensemble(registry.run_tags(result.run_id)) if args.ensemble > 1 else 1
+    members, kinds = describe_ensemble(registry.run_tags(result.run_id)) \
+        if args.ensemble > 1 else (1, "LightGBM")
     frame = pd.read_parquet(CHURN)[project.schema.feature_columns].head(CHECKED_RECORDS)
     records = json.loads(frame.to_json(orient="records"))
     expected = registry.load_model(version).predict_proba(frame)[:, -1]
@@ -246,7 +263,7 @@ def main() -> None:
         return statistics.median(r[key] for r in runs[name][load])
 
     anchor = med("mlflow models serve", "c32", "rps")
-    model = (f"an ensemble of {members} LightGBM members (size {args.ensemble})"
+    model = (f"an ensemble of {members} {kinds} members (size {args.ensemble})"
              if args.ensemble > 1 else "one LightGBM pipeline")
     table = Table(title=f"{model}; one worker on core 0, wrk on core 1, one churn record per "
                         "request; "
@@ -273,26 +290,27 @@ def main() -> None:
                          f"{differ}")
 
 
-def ensemble_project(work: Path, size: int, candidates: int) -> Project:
+def ensemble_project(work: Path, size: int, candidates: int, learners: list[str]) -> Project:
     """The churn project at ``work`` with ``training.ensemble: {size, candidates}`` over
-    LightGBM trials."""
+    trials of ``learners``."""
     from flywheel import Project
 
     spec_path = work / "flywheel.yaml"
     raw = yaml.safe_load(spec_path.read_text())
     training = raw.setdefault("training", {})
-    training["learners"] = ["lightgbm"]
+    training["learners"] = learners
     training["ensemble"] = {"size": size, "candidates": candidates}
     spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return Project.load(spec_path)
 
 
-def describe_ensemble(tags: dict[str, str]) -> int:
+def describe_ensemble(tags: dict[str, str]) -> tuple[int, str]:
     """Print the members and weights the selection kept (the run's ``flywheel.ensemble``);
-    returns how many members it kept (1: the best trial alone, no ensemble)."""
+    returns how many members it kept (1: the best trial alone, no ensemble) and their
+    learners."""
     if "flywheel.ensemble" not in tags:
         OUT.print("the selection kept the best trial alone: no ensemble was registered")
-        return 1
+        return 1, tags.get("flywheel.learner", "?")
     record = json.loads(tags["flywheel.ensemble"])
     for number, learner, weight in zip(record["members"], record["learners"],
                                        record["weights"], strict=True):
@@ -301,7 +319,7 @@ def describe_ensemble(tags: dict[str, str]) -> int:
                     f"{record['oof_best_single']:.4f} ({record['oof_gain']:+.4f}); holdout "
                     f"{record['holdout_score']:.4f} vs {record['holdout_best_single']:.4f} "
                     f"({record['holdout_gain']:+.4f}); {record['steps']} selection steps")
-    return len(record["members"])
+    return len(record["members"]), "/".join(sorted(set(record["learners"])))
 
 
 def compiled_form(url: str, version: str) -> str:

@@ -13,6 +13,8 @@ way to call the estimator:
     CatBoost            its own ``predict_proba``/``predict`` on one thread
     LogisticRegression  ``X @ coef_.T + intercept_``, then sigmoid or softmax, as sklearn does
     Ridge, LinearRegression  ``X @ coef_ + intercept_``
+    HistGradientBoosting  its trees' node arrays walked with numpy (``_compiled_hgb``), then its
+                        loss, unless a tree splits on a categorical feature
     any other estimator its own ``predict_proba``/``predict`` on the encoded matrix
 
 Outputs equal the pipeline's on the same input (bit for bit on the features; within rounding for
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 from sklearn.base import is_classifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
@@ -36,6 +39,7 @@ from flywheel.core.errors import CompileError
 from flywheel.core.spec import Task
 from flywheel.data import DataSchema
 from flywheel.features._compiled_encoder import FeatureEncoder, compile_encoder
+from flywheel.features._compiled_hgb import hgb_predict
 from flywheel.features._compiled_lightgbm import lightgbm_predict
 from flywheel.features._compiled_values import Column, max_abs_diff
 from flywheel.features._compiled_xgboost import catboost_predict, xgboost_predict
@@ -89,8 +93,8 @@ class CompiledPredictor:
         self.feature_columns = feature_columns
         """Raw input columns the model reads, in schema order."""
         self.kind = kind
-        """How the estimator is called: lightgbm, xgboost, catboost, logistic, linear or
-        sklearn."""
+        """How the estimator is called: lightgbm, xgboost, catboost, hist_gradient_boosting,
+        logistic, linear, sklearn, or ensemble."""
         self._predict = predict
         self._empty_shape = (0,) if outputs is None else (0, outputs)
 
@@ -139,8 +143,13 @@ class CompiledPredictor:
 
 
 class CompiledEnsemble(CompiledPredictor):
-    """A weighted average of compiled members (an ensemble's ``members_`` and ``weights_``):
-    each member encodes the request its own way and answers; the outputs are averaged."""
+    """A weighted average of compiled members (an ensemble's ``members_`` and ``weights_``).
+
+    Members whose feature steps learned the same state (equal ``FeatureEncoder.state()``)
+    share one encoding of each request: it is encoded once per group of such members, and
+    each member's estimator gets the group's matrix. Members with another feature step keep
+    their own. The outputs are averaged in member order, as ``EnsembleModel`` averages them.
+    """
 
     def __init__(self, members: list[CompiledPredictor], weights: list[float], *, task: Task,
                  feature_columns: list[str]) -> None:
@@ -150,16 +159,22 @@ class CompiledEnsemble(CompiledPredictor):
                          outputs=None if len(first._empty_shape) == 1 else first._empty_shape[1])
         self.members = members
         self.weights = weights
+        groups: dict[bytes, list[int]] = {}
+        for i, member in enumerate(members):
+            groups.setdefault(member.encoder.state(), []).append(i)
+        self.groups = [tuple(g) for g in groups.values()]
+        """Member positions sharing one encoding, one tuple per distinct feature step."""
 
     def __repr__(self) -> str:
         return (f"CompiledEnsemble(task={self.task!r}, members="
-                f"{[m.kind for m in self.members]}, weights={self.weights})")
+                f"{[m.kind for m in self.members]}, weights={self.weights}, "
+                f"encodings={len(self.groups)})")
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        return self._average([m.predict_records(records) for m in self.members])
+        return self._answer(lambda m: m.encode_records(records))
 
     def predict_columns(self, columns: Mapping[str, Column]) -> np.ndarray:
-        return self._average([m.predict_columns(columns) for m in self.members])
+        return self._answer(lambda m: m.encode_columns(columns))
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         raise CompileError("model", "EnsembleModel", "an ensemble has one encoding per member")
@@ -167,7 +182,12 @@ class CompiledEnsemble(CompiledPredictor):
     def encode_columns(self, columns: Mapping[str, Column]) -> np.ndarray:
         raise CompileError("model", "EnsembleModel", "an ensemble has one encoding per member")
 
-    def _average(self, outputs: list[np.ndarray]) -> np.ndarray:
+    def _answer(self, encode: Callable[[CompiledPredictor], np.ndarray]) -> np.ndarray:
+        outputs: list[np.ndarray] = [np.empty(0)] * len(self.members)
+        for group in self.groups:
+            matrix = encode(self.members[group[0]])
+            for i in group:
+                outputs[i] = self.members[i]._call(matrix)
         total = outputs[0] * self.weights[0]
         for out, weight in zip(outputs[1:], self.weights[1:], strict=True):
             total += out * weight
@@ -273,6 +293,10 @@ def _compile_estimator(estimator: Any, task: Task, where: str,
         return xgboost_predict(estimator, classify, where, num_threads), "xgboost", classes
     if package == "catboost":
         return catboost_predict(estimator, classify, where), "catboost", classes
+    if type(estimator) in (HistGradientBoostingClassifier, HistGradientBoostingRegressor):
+        walk = hgb_predict(estimator, classify)
+        if walk is not None:
+            return walk, "hist_gradient_boosting", classes
     if type(estimator) is LogisticRegression and classify:
         return _logistic(estimator), "logistic", classes
     if type(estimator) in (Ridge, LinearRegression) and not classify \

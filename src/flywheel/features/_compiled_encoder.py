@@ -20,6 +20,7 @@ ones scikit-learn performs, in the same order and in float64, so the output is b
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -115,6 +116,17 @@ class FeatureEncoder:
     @property
     def width(self) -> int:
         return len(self.names)
+
+    def state(self) -> bytes:
+        """The learned state, serialized: two encoders with equal ``state()`` encode every
+        input to the same matrix bit for bit (floats are compared by their bits, so a -0.0
+        or NaN that would not change the output still makes the states differ)."""
+        tables = [(t.column, t.start, t.index, t.table, t.rows) for t in self.tables]
+        try:
+            return pickle.dumps((self.columns, self.names, self.scalars, self.dates,
+                                 self.one_hots, tables), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError):  # a reader not importable
+            return f"unpicklable encoder {id(self)}".encode()  # equal to itself only
 
     def encode_record(self, record: Mapping[str, Any]) -> list[float]:
         """One record's feature row; absent keys are missing values, extra keys are ignored."""

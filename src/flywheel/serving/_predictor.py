@@ -114,8 +114,11 @@ def _explainer(model: Any, schema: DataSchema, task: Task, version: str) -> dict
 
 def _single_thread(model: Any) -> None:
     """One thread per model call: on a busy machine, a thread pool per single-row call pushed
-    LightGBM's p99 from 0.1 ms to 5-12 ms. Parallelism comes from server workers instead."""
+    LightGBM's p99 from 0.1 ms to 5-12 ms. Parallelism comes from server workers instead.
+    An ensemble's members (``members_``) get the same setting."""
     estimator = model[-1] if hasattr(model, "steps") else model
+    for member in getattr(estimator, "members_", None) or ():
+        _single_thread(member)
     params = estimator.get_params() if hasattr(estimator, "get_params") else {}
     if "n_jobs" in params:
         estimator.set_params(n_jobs=1)

@@ -13,7 +13,11 @@ import pytest
 import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
@@ -36,6 +40,7 @@ from flywheel.features import (
     compile_predictor,
     verify_compiled,
 )
+from flywheel.features._compiled import _compile_estimator
 from flywheel.features._compiled_values import (
     read_bool,
     read_category,
@@ -253,6 +258,25 @@ def hist_gradient_boosting_mixed(data: Any) -> Case:
     return Case(model, schema, "binary", holdout)
 
 
+@case("churn")
+def hist_gradient_boosting_multiclass_churn(data: Any) -> Case:
+    train, holdout, schema = data  # numeric splits with NaN going either way, three classes
+    train = train.copy()
+    train.loc[::9, "total_day_minutes"] = np.nan
+    model = _fit(train, _three_classes(train.fillna(0.0)), schema,
+                 HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=31, random_state=0),
+                 task="multiclass")
+    return Case(model, schema, "multiclass", holdout)
+
+
+@case("diamonds")
+def hist_gradient_boosting_regression_diamonds(data: Any) -> Case:
+    train, holdout, schema = data
+    model = _fit(train, train["price"].to_numpy(dtype=float), schema,
+                 HistGradientBoostingRegressor(max_iter=40, random_state=0), task="regression")
+    return Case(model, schema, "regression", holdout)
+
+
 @pytest.fixture(params=sorted(CASES), scope="module")
 def fitted(request: pytest.FixtureRequest) -> Case:
     return CASES[request.param](request)
@@ -355,9 +379,24 @@ def test_output_shapes_follow_the_task(fitted: Case) -> None:
 def test_estimators_are_called_the_cheapest_exact_way(request: pytest.FixtureRequest) -> None:
     kinds = {name: CASES[name](request).compiled.kind
              for name in ("lightgbm_binary_churn", "logistic_scaled_churn",
-                          "ridge_scaled_diamonds", "random_forest_mixed")}
+                          "ridge_scaled_diamonds", "random_forest_mixed",
+                          "hist_gradient_boosting_mixed",
+                          "hist_gradient_boosting_regression_diamonds")}
     assert kinds == {"lightgbm_binary_churn": "lightgbm", "logistic_scaled_churn": "logistic",
-                     "ridge_scaled_diamonds": "linear", "random_forest_mixed": "sklearn"}
+                     "ridge_scaled_diamonds": "linear", "random_forest_mixed": "sklearn",
+                     "hist_gradient_boosting_mixed": "hist_gradient_boosting",
+                     "hist_gradient_boosting_regression_diamonds": "hist_gradient_boosting"}
+
+
+def test_hist_gradient_boosting_splitting_on_categories_answers_through_its_own_method(
+        ) -> None:
+    rng = np.random.default_rng(0)
+    matrix = np.column_stack([rng.integers(0, 4, 300), rng.random(300)]).astype(float)
+    y = (matrix[:, 0] == 2).astype(int)
+    estimator = HistGradientBoostingClassifier(max_iter=10, categorical_features=[0])
+    predict, kind, _ = _compile_estimator(estimator.fit(matrix, y), "binary", "model", 1)
+    assert kind == "sklearn"
+    np.testing.assert_array_equal(predict(matrix), estimator.predict_proba(matrix))
 
 
 # --- serving behaviour ---------------------------------------------------------------------------

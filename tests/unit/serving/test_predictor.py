@@ -5,12 +5,14 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from flywheel.core.spec import FeaturesSpec
 from flywheel.data import infer_schema
 from flywheel.features import build_feature_pipeline
 from flywheel.serving import build_loaded_model
+from flywheel.training import EnsembleModel
 
 CHURN = Path(__file__).resolve().parents[3] / "examples" / "churn" / "mlc_churn.parquet"
 
@@ -38,3 +40,17 @@ def test_an_unverified_version_serves_through_its_pipeline_with_the_same_answers
     np.testing.assert_allclose(proba, fast.answer(records)[1], atol=1e-9)
     np.testing.assert_allclose(np.asarray(proba), pipeline.predict_proba(frame.head(20)),
                                atol=1e-12)
+
+
+def test_an_ensembles_lightgbm_members_serve_single_threaded() -> None:
+    pipeline, frame, schema = _fitted()
+    y = (frame["churn"] == "yes").to_numpy(dtype=int)
+    members = [clone(pipeline).set_params(model__n_jobs=-1) for _ in range(2)]
+    ensemble = EnsembleModel(members, [0.5, 0.5], task="binary").fit(
+        frame[schema.feature_columns], y)
+    assert [m[-1].n_jobs for m in ensemble.members_] == [-1, -1]
+    tags = {"flywheel.task": "binary", "flywheel.classes": '["no", "yes"]',
+            "flywheel.compiled.verified": "true"}
+    loaded = build_loaded_model("m", "1", ensemble, schema, tags)
+    assert [m[-1].n_jobs for m in ensemble.members_] == [1, 1]
+    assert loaded.form == "compiled"
