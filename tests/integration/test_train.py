@@ -155,10 +155,10 @@ def test_train_cli_shows_the_summary_and_models_lists_the_version(
 def test_train_cli_rejects_a_bad_budget_and_an_unknown_learner(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    make_project(tmp_path, training={"learners": ["xgboost"]})
+    make_project(tmp_path, training={"learners": ["gradient_magic"]})
     assert main(["train", "--config", str(tmp_path), "--trials", "0"]) == 2
     assert main(["train", "--config", str(tmp_path)]) == 2
-    assert "unknown learner 'xgboost'" in capsys.readouterr().err
+    assert "unknown learner 'gradient_magic'" in capsys.readouterr().err
 
 
 def test_a_resumed_study_is_said_and_each_trial_is_logged_once(trained: tuple) -> None:
