@@ -72,10 +72,14 @@ def test_a_worker_killed_midway_loses_only_its_running_trial_and_the_search_fini
     stop = threading.Event()
 
     def kill_one_running_worker() -> None:
-        storage = f"sqlite:///{tmp_path / '.flywheel/optuna.db'}"
+        url = f"sqlite:///{tmp_path / '.flywheel/optuna.db'}"
         while not stop.is_set() and not killed:
             time.sleep(0.3)
             try:
+                # Only reads: a storage opened by URL creates the tables, and doing so beside
+                # the search's own first opening broke it (UNIQUE alembic_version).
+                storage = optuna.storages.RDBStorage(url, skip_table_creation=True,
+                                                     skip_compatibility_check=True)
                 names = optuna.get_all_study_names(storage)
             except Exception:  # the study database is not created yet
                 continue
