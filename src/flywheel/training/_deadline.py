@@ -35,14 +35,22 @@ def alarm(deadline: float | None) -> Iterator[None]:
     left = deadline - time.time()
     if left <= 0:
         raise Deadline
+    rang = threading.Event()
 
     def ring(signum: int, frame: Any) -> None:
+        rang.set()
         raise Deadline
 
     previous = signal.signal(signal.SIGALRM, ring)
     signal.setitimer(signal.ITIMER_REAL, left)
     try:
         yield
+    except KeyboardInterrupt:
+        # CatBoost's C++ loop checks for signals and turns whatever the handler raised into
+        # KeyboardInterrupt; after the alarm rang, that is the deadline, not a Ctrl-C.
+        if rang.is_set():
+            raise Deadline from None
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

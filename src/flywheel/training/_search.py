@@ -7,9 +7,9 @@ interruption resumes it, and a process on another host with the same spec and da
 Parallel trials are separate processes optimizing the same study.
 
 The time budget is a deadline, not a hint: a trial still running when it passes is stopped
-(between LightGBM's or XGBoost's boosting rounds or the learner's own Python steps, by
-``SIGALRM`` in a process's main thread; elsewhere between folds). CatBoost trains a whole fold
-in C++, so its trial stops only once that fold's fit returns. A stopped trial is pruned, or,
+(between LightGBM's or XGBoost's boosting rounds, inside CatBoost's C++ loop, which checks for
+signals, or in the learner's own Python steps, by ``SIGALRM`` in a process's main thread;
+elsewhere between folds). A stopped trial is pruned, or,
 while the study has no complete trial yet, completed on the folds it finished, so a short
 budget still yields a model.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,17 @@ import pandas as pd
 import pytest
 
 from flywheel.core.errors import ConfigError
-from flywheel.core.spec import TrainingSpec
-from flywheel.training import BUILTIN_LEARNERS, resolve_learners
+from flywheel.core.spec import ProjectSpec, TrainingSpec
+from flywheel.data import infer_schema
+from flywheel.training import (
+    BUILTIN_LEARNERS,
+    SearchProblem,
+    cv_folds,
+    resolve_learners,
+    run_search,
+)
 from flywheel.training._candidates import MAX_BOOSTING_ROUNDS
+from flywheel.training._deadline import Deadline, alarm
 from tests.conftest import CHURN, make_project, require_learner
 
 OPTIONAL = ("xgboost", "catboost")
@@ -80,6 +89,40 @@ def test_the_thread_count_asked_for_reaches_the_estimator(name: str) -> None:
     require_learner(name)
     params = BUILTIN_LEARNERS[name].build({}, "binary", 0, 3).get_params()
     assert params["n_jobs" if name == "xgboost" else "thread_count"] == 3
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_the_deadline_stops_a_fit_in_the_middle_as_the_deadline(name: str) -> None:
+    require_learner(name)
+    x, y = _easy(rows=20_000)
+    estimator = BUILTIN_LEARNERS[name].build(
+        {"n_estimators": 100_000, "learning_rate": 0.001}, "binary", 0, 1)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(Deadline), alarm(time.time() + 0.5):  # not KeyboardInterrupt
+        estimator.fit(x, y)
+    assert time.monotonic() - started < 5
+
+
+def test_a_catboost_search_that_runs_into_its_budget_ends_with_its_trials(
+        tmp_path: Path) -> None:
+    require_learner("catboost")
+    x, y = _easy(rows=4000)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    spec = ProjectSpec.model_validate({
+        "name": "t", "data": {"path": "t.csv"}, "target": {"column": "y", "task": "binary"},
+        "training": {"cv_folds": 3, "learners": ["catboost"],
+                     "search": {"seed": 0, "trials": None, "timeout_seconds": 6.0}},
+    })
+    schema = infer_schema(frame.assign(y=np.where(y == 1, "yes", "no")), "y")
+    problem = SearchProblem(frame=frame, y=y, folds=cv_folds(y, task="binary", k=3, seed=0),
+                            schema=schema, spec=spec, metric_name="roc_auc",
+                            storage_url=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            study_name="t-1", n_jobs=1)
+    started = time.monotonic()
+    result = run_search(problem)  # the deadline lands inside a CatBoost fit
+    assert time.monotonic() - started < 12
+    assert result.deadline_hit and result.learner == "catboost"
+    assert any(t.state.name == "COMPLETE" for t in result.trials)
 
 
 def test_a_small_search_over_xgboost_and_catboost_registers_a_verified_compiled_champion(
