@@ -24,6 +24,11 @@ import pandas as pd
 TARGET = "__y__"
 
 
+def cores() -> int:
+    """The CPUs this process may run on (``taskset`` narrows them), as flywheel counts them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def flaml(train: pd.DataFrame, test: pd.DataFrame, task: str, budget: float, seed: int,
           folder: Path) -> tuple[np.ndarray, dict[str, object]]:
     from flaml import AutoML
@@ -36,7 +41,7 @@ def flaml(train: pd.DataFrame, test: pd.DataFrame, task: str, budget: float, see
     automl = AutoML()
     automl.fit(x, y, task="regression" if task == "regression" else "classification",
                metric="rmse" if task == "regression" else "roc_auc", time_budget=budget,
-               seed=seed, verbose=0, n_jobs=os.cpu_count() or 1,
+               seed=seed, verbose=0, n_jobs=cores(),
                log_file_name=str(folder / "flaml.log"))
     if task == "regression":
         prediction = np.asarray(automl.predict(test), dtype=float)
@@ -60,7 +65,7 @@ def autogluon(train: pd.DataFrame, test: pd.DataFrame, task: str, budget: float,
         label=TARGET, problem_type=task,
         eval_metric="root_mean_squared_error" if task == "regression" else "roc_auc",
         path=str(folder / "autogluon"), verbosity=0)
-    predictor.fit(train, time_limit=budget, presets="best_quality",
+    predictor.fit(train, time_limit=budget, presets="best_quality", num_cpus=cores(),
                   excluded_model_types=NEURAL)
     if task == "regression":
         prediction = np.asarray(predictor.predict(test), dtype=float)

@@ -179,6 +179,9 @@ class SearchSpec(_Section):
     seed: int = 0
     pruning: bool = True
     """Stop unpromising trials early on their per-fold scores."""
+    defaults_first: bool = True
+    """A new study's first trials are each built-in learner's known-good parameters (after a
+    retraining's warm start), before the sampler explores; not with the grid sampler."""
     storage: str = Field("auto", min_length=1)
     """Where the Optuna study lives: auto (.flywheel/optuna.db, or the tracking database
     when tracking.tracking_uri is postgresql://), an RDB URL (postgresql://..., ${VAR}

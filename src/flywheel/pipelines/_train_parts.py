@@ -88,6 +88,8 @@ def spec_hash_of(spec: ProjectSpec) -> str:
     search = relevant["training"]["search"]
     for key in ("trials", "timeout_seconds", "parallel", "backend", "ray_address", "workers"):
         search.pop(key, None)
+    if search.get("defaults_first", True):
+        search.pop("defaults_first", None)  # the default keeps earlier specs' hashes
     if relevant["training"].get("ensemble", {}).get("size", 1) == 1:
         relevant["training"].pop("ensemble", None)  # the default keeps earlier specs' hashes
     relevant.pop("tracking", None)

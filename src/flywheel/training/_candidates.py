@@ -50,6 +50,9 @@ class Learner:
     package: str | None = None
     """The module it needs that flywheel does not depend on, installed by ``extra``."""
     extra: str | None = None
+    defaults: Params | None = None
+    """Known-good parameters (inside ``space``) a new study tries first for this learner,
+    with ``training.search.defaults_first``; None: it starts from what the sampler draws."""
 
     @property
     def early_stopping(self) -> bool:
@@ -233,7 +236,10 @@ BUILTIN_LEARNERS: dict[str, Learner] = {
         "subsample": _space("float", 0.5, 1.0),
         "reg_alpha": _space("float", 1e-8, 10.0, log=True),
         "reg_lambda": _space("float", 1e-8, 10.0, log=True),
-    }, _lightgbm_build, fit_early=_lightgbm_fit),
+    }, _lightgbm_build, fit_early=_lightgbm_fit, defaults={
+        "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+        "colsample_bytree": 0.9, "subsample": 1.0, "reg_alpha": 1e-8, "reg_lambda": 1e-8,
+    }),
     "xgboost": Learner("xgboost", {
         "learning_rate": _space("float", 0.01, 0.3, log=True),
         "max_depth": _space("int", 3, 10),
@@ -242,28 +248,35 @@ BUILTIN_LEARNERS: dict[str, Learner] = {
         "colsample_bytree": _space("float", 0.4, 1.0),
         "reg_alpha": _space("float", 1e-8, 10.0, log=True),
         "reg_lambda": _space("float", 1e-8, 10.0, log=True),
-    }, _xgboost_build, fit_early=_xgboost_fit, package="xgboost", extra="xgboost"),
+    }, _xgboost_build, fit_early=_xgboost_fit, package="xgboost", extra="xgboost", defaults={
+        "learning_rate": 0.1, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
+        "colsample_bytree": 1.0, "reg_alpha": 1e-8, "reg_lambda": 1.0,
+    }),
     "catboost": Learner("catboost", {
         "learning_rate": _space("float", 0.01, 0.3, log=True),
         "depth": _space("int", 4, 10),
         "l2_leaf_reg": _space("float", 1.0, 30.0, log=True),
         "subsample": _space("float", 0.5, 1.0),
         "random_strength": _space("float", 0.1, 10.0, log=True),
-    }, _catboost_build, fit_early=_catboost_fit, package="catboost", extra="catboost"),
+    }, _catboost_build, fit_early=_catboost_fit, package="catboost", extra="catboost",
+        defaults={"learning_rate": 0.08, "depth": 6, "l2_leaf_reg": 3.0, "subsample": 0.8,
+                  "random_strength": 1.0}),
     "linear": Learner("linear", {"C": _space("float", 1e-4, 100.0, log=True)}, _linear_build,
-                      scale_numeric=True),
+                      scale_numeric=True, defaults={"C": 1.0}),
     "random_forest": Learner("random_forest", {
         "n_estimators": _space("int", 100, 500),
         "max_features": _space("float", 0.1, 1.0),
         "min_samples_leaf": _space("int", 1, 30, log=True),
         "max_depth": _space("int", 4, 32, log=True),
-    }, _forest_build),
+    }, _forest_build, defaults={"n_estimators": 300, "max_features": 0.5, "min_samples_leaf": 1,
+                                "max_depth": 32}),
     "hist_gradient_boosting": Learner("hist_gradient_boosting", {
         "learning_rate": _space("float", 0.01, 0.3, log=True),
         "max_leaf_nodes": _space("int", 7, 255, log=True),
         "min_samples_leaf": _space("int", 5, 100, log=True),
         "l2_regularization": _space("float", 1e-8, 10.0, log=True),
-    }, _hgb_build),
+    }, _hgb_build, defaults={"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+                             "l2_regularization": 1e-8}),
 }
 
 

@@ -256,4 +256,8 @@ def _first_line(exc: BaseException) -> str:
 def _trials_remain(study: optuna.Study, total: int | None, deadline: float | None) -> bool:
     if deadline is not None and time.time() >= deadline:
         return False
-    return total is None or len(study.get_trials(deepcopy=False)) < total
+    if total is None:
+        return True
+    # Enqueued trials not yet asked for (WAITING: defaults, a warm start) are not run yet.
+    return len([t for t in study.get_trials(deepcopy=False)
+                if t.state != TrialState.WAITING]) < total

@@ -42,7 +42,12 @@ from flywheel.training._cv import Fold
 from flywheel.training._deadline import Deadline, alarm, cut_short
 from flywheel.training._ensemble import OofStore
 from flywheel.training._storage import is_shared_storage, open_storage
-from flywheel.training._warm_start import WARM_START_ATTR, WarmStart
+from flywheel.training._warm_start import (
+    DEFAULTS_ATTR,
+    WARM_START_ATTR,
+    WarmStart,
+    default_trials,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -307,9 +312,12 @@ def begin_search(problem: SearchProblem, *, n_trials: int | None,
     study = make_study(problem, seed=spec.seed)
     if not is_shared_storage(problem.storage_url):
         mark_stale_trials_failed(study)
-    warm = problem.warm_start
-    if warm is not None and not study.get_trials(deepcopy=False):
-        study.enqueue_trial(warm.params, user_attrs={WARM_START_ATTR: warm.source})
+    if not study.get_trials(deepcopy=False):
+        warm = problem.warm_start
+        if warm is not None:
+            study.enqueue_trial(warm.params, user_attrs={WARM_START_ATTR: warm.source})
+        for start in default_trials(problem.spec.training):
+            study.enqueue_trial(start.params, user_attrs={DEFAULTS_ATTR: start.learner})
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = 1 if total is None else max(0, total - done)
     return SearchStart(study, total, timeout, deadline, started, done, remaining)
@@ -401,7 +409,9 @@ def _left(deadline: float | None) -> float | None:
 
 
 def _cap(total: int | None) -> list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]:
-    return [] if total is None else [optuna.study.MaxTrialsCallback(total, states=None)]
+    # Trials enqueued and not yet asked for (WAITING) do not count toward the cap.
+    begun = (*FINISHED, TrialState.RUNNING)
+    return [] if total is None else [optuna.study.MaxTrialsCallback(total, states=begun)]
 
 
 def _worker(problem: SearchProblem, seed: int, total: int | None, deadline: float | None
@@ -421,7 +431,8 @@ def _best_value(study: optuna.Study) -> float | None:
 
 def _result(study: optuna.Study, problem: SearchProblem, *, resumed: int,
             timeout: float | None, duration_s: float) -> SearchResult:
-    trials = study.get_trials(deepcopy=False)
+    # Enqueued trials the budget did not reach (WAITING) run first when the study resumes.
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         errors = [t.user_attrs.get("error") or t.system_attrs.get("fail_reason")
@@ -453,5 +464,7 @@ def _result(study: optuna.Study, problem: SearchProblem, *, resumed: int,
 
 
 def default_n_jobs(parallel: int) -> int:
-    """Threads per model so that ``parallel`` trials share the machine's cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, parallel))
+    """Threads per model so that ``parallel`` trials share the cores this process may run on
+    (its CPU affinity, as ``taskset`` or a container's cpuset sets it, else all of them)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, parallel))

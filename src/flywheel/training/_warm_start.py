@@ -1,8 +1,12 @@
-"""Warm starts: a retraining's search begins with the champion's learner and parameters.
+"""Where a search begins: a retraining's warm start (the champion's learner and parameters),
+then each learner's known-good defaults.
 
 ``warm_start_trial`` checks the champion's settings against this spec's search space and turns
-them into Optuna's parameter names; the search enqueues them (``study.enqueue_trial``) as the
-first trial of a study that holds no trial yet, so a resumed study is not seeded twice.
+them into Optuna's parameter names; ``default_trials`` does the same for the learners'
+``defaults`` (``training.search.defaults_first``). The search enqueues them
+(``study.enqueue_trial``) as the first trials of a study that holds no trial yet, so a resumed
+study is not seeded twice. Starting from defaults is what FLAML and AutoGluon do: a short budget
+then holds at least one sound model per learner, not only the sampler's first random draws.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from typing import Any
 from flywheel.core.spec import ParamSpace, TrainingSpec
 from flywheel.training._candidates import resolve_learners
 
-__all__ = ["WARM_START_ATTR", "WarmStart", "warm_start_trial"]
+__all__ = ["DEFAULTS_ATTR", "WARM_START_ATTR", "WarmStart", "default_trials",
+           "warm_start_trial"]
 
 WARM_START_ATTR = "flywheel.warm_start"
 """Trial user attribute of the enqueued trial: where its parameters came from."""
+DEFAULTS_ATTR = "flywheel.defaults"
+"""Trial user attribute of an enqueued defaults trial: the learner whose defaults it runs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,3 +85,23 @@ def _outside(space: ParamSpace, value: Any) -> str | None:
     if not low <= float(value) <= high:
         return f"is outside the search range [{low:g}, {high:g}]"
     return None
+
+
+def default_trials(spec: TrainingSpec) -> list[WarmStart]:
+    """Each learner's ``defaults`` in Optuna's names, in ``training.learners`` order; none with
+    ``search.defaults_first`` off or the grid sampler, none for a learner without defaults
+    (custom learners) or whose defaults do not fit its space."""
+    if not spec.search.defaults_first or spec.search.sampler == "grid":
+        return []
+    learners = resolve_learners(spec)
+    starts = []
+    for learner in learners:
+        defaults = learner.defaults
+        if defaults is None or set(defaults) != set(learner.space) or any(
+                _outside(learner.space[name], value) for name, value in defaults.items()):
+            continue
+        names: dict[str, Any] = {f"{learner.name}.{k}": v for k, v in defaults.items()}
+        if len(learners) > 1:
+            names["learner"] = learner.name
+        starts.append(WarmStart(f"{learner.name} defaults", learner.name, names))
+    return starts

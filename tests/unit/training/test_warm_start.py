@@ -4,14 +4,17 @@ first trial of a new study (a real Optuna study on SQLite)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from flywheel.core.spec import ProjectSpec
 from flywheel.training import (
+    BUILTIN_LEARNERS,
     WARM_START_ATTR,
     run_search,
     warm_start_trial,
 )
+from flywheel.training._warm_start import DEFAULTS_ATTR, default_trials
 from tests.conftest import search_problem
 
 LGBM = {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10,
@@ -68,3 +71,64 @@ def test_a_new_study_runs_the_warm_start_first_and_a_resumed_one_is_not_seeded_a
     assert first[0].user_attrs[WARM_START_ATTR] == "version 1 (champion)"
     again = run_search(problem, n_trials=2).trials
     assert len(again) == 2 and WARM_START_ATTR not in again[1].user_attrs
+
+
+def _defaults_spec(learners: list[str], *, trials: int, **search: object) -> ProjectSpec:
+    return ProjectSpec.model_validate({
+        "name": "t", "data": {"path": "t.csv"}, "target": {"column": "y", "task": "binary"},
+        "training": {"cv_folds": 3, "learners": learners,
+                     "search": {"seed": 0, "trials": trials, **search}},
+    })
+
+
+def test_a_new_study_tries_each_learners_defaults_first_and_marks_them(tmp_path: Path) -> None:
+    spec = _defaults_spec(["linear", "random_forest"], trials=3)
+    trials = run_search(search_problem(tmp_path, spec)).trials
+    forest = BUILTIN_LEARNERS["random_forest"].defaults
+    assert forest is not None
+    assert trials[0].params == {"learner": "linear", "linear.C": 1.0}
+    assert trials[1].params == {"learner": "random_forest",
+                                **{f"random_forest.{k}": v for k, v in forest.items()}}
+    assert [t.user_attrs.get(DEFAULTS_ATTR) for t in trials] == ["linear", "random_forest", None]
+
+
+def test_the_warm_start_runs_before_the_defaults(tmp_path: Path) -> None:
+    spec = _defaults_spec(["linear", "random_forest"], trials=2)
+    warm, _ = warm_start_trial(spec.training, source="version 1 (champion)", learner="linear",
+                               params={"C": 0.037})
+    problem = dataclasses.replace(search_problem(tmp_path, spec), warm_start=warm)
+    trials = run_search(problem).trials
+    assert trials[0].params["linear.C"] == 0.037 and WARM_START_ATTR in trials[0].user_attrs
+    assert trials[1].user_attrs[DEFAULTS_ATTR] == "linear"
+
+
+def test_a_cap_below_the_defaults_runs_only_the_cap_and_a_resumed_study_runs_the_rest(
+        tmp_path: Path) -> None:
+    spec = _defaults_spec(["linear", "random_forest"], trials=1)
+    problem = search_problem(tmp_path, spec)
+    first = run_search(problem).trials  # the waiting default is not a trial of the result
+    assert [t.user_attrs.get(DEFAULTS_ATTR) for t in first] == ["linear"]
+    again = run_search(problem, n_trials=2).trials
+    assert [t.user_attrs.get(DEFAULTS_ATTR) for t in again] == ["linear", "random_forest"]
+
+
+def test_defaults_first_off_leaves_every_trial_to_the_sampler(tmp_path: Path) -> None:
+    spec = _defaults_spec(["linear"], trials=2, defaults_first=False)
+    trials = run_search(search_problem(tmp_path, spec)).trials
+    assert all(DEFAULTS_ATTR not in t.user_attrs for t in trials)
+    assert trials[0].params["linear.C"] != 1.0
+    assert default_trials(spec.training) == []
+    grid = _defaults_spec(["linear"], trials=2, sampler="grid")
+    assert default_trials(grid.training) == []
+
+
+def test_every_built_in_learners_defaults_lie_inside_its_search_space() -> None:
+    for name, learner in BUILTIN_LEARNERS.items():
+        spec = _defaults_spec([name], trials=1).training
+        if learner.package is not None and learner.package not in sys.modules:
+            try:
+                __import__(learner.package)
+            except ImportError:
+                continue
+        (start,) = default_trials(spec)
+        assert start.params == {f"{name}.{k}": v for k, v in (learner.defaults or {}).items()}
