@@ -6,7 +6,7 @@ scored once on the same holdout rows. Anchors (training issue): holdout ROC AUC 
 FLAML's on binary tasks, RMSE within 3 % of FLAML's on regression.
 
     pip install -e ".[bench]"      # FLAML is a benchmark-only dependency
-    python bench/train_vs_flaml.py [--budget 60] [--only churn]
+    python bench/train_vs_flaml.py [--budget 60] [--only churn]   # bench/automl.py: more
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,37 +21,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+# The bundled data sets, loaded as bench/automl.py loads them (this folder is on sys.path
+# when a script in it runs).
+from automl import DATASETS
 from flywheel import Project
 from flywheel.evaluation import compute_metrics
 from flywheel.training import encode_target, holdout_split
-
-REPO = Path(__file__).resolve().parents[1]
-EX = REPO / "examples"
-PRE_DEPARTURE = ["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight",
-                 "tailnum", "origin", "dest", "distance", "hour", "minute"]
-
-
-def churn() -> tuple[pd.DataFrame, str]:
-    return pd.read_parquet(EX / "churn" / "mlc_churn.parquet"), "churn"
-
-
-def diamonds() -> tuple[pd.DataFrame, str]:
-    return pd.read_parquet(EX / "diamonds" / "diamonds.parquet"), "price"
-
-
-def flights() -> tuple[pd.DataFrame, str]:
-    """50,000 flights of 2013 with what is known before departure; late = arrived > 15 min late."""
-    raw = pd.read_parquet(EX.parent / "src" / "flywheel" / "demo" / "data"
-                          / "nycflights13_flights.parquet")
-    raw = raw[raw["arr_delay"].notna()].sample(50_000, random_state=0)
-    frame = raw[PRE_DEPARTURE].copy()
-    frame["late"] = np.where(raw["arr_delay"] > 15, "yes", "no")
-    return frame.reset_index(drop=True), "late"
-
-
-DATASETS: dict[str, Callable[[], tuple[pd.DataFrame, str]]] = {
-    "churn": churn, "diamonds": diamonds, "flights": flights,
-}
 
 
 def run_flywheel(frame: pd.DataFrame, target: str, name: str, budget: float,
