@@ -24,6 +24,10 @@ Every system gets all cores. Scores differ between runs of a time-limited search
 machine's load does; run it on a quiet machine. All of it takes about 80 minutes (24 fits, half
 of them at 300 s).
 
+Measured 2026-12-02, each system pinned to one core: flywheel ahead of FLAML on 3 of 4 at 60 s
+and 4 of 4 at 300 s, at or above AutoGluon on 3 of 4 at 60 s and 2 of 4 at 300 s (behind on
+diamonds and bikeshare by about 1 %); the table is in the README.
+
     python bench/automl.py [--budgets 60 300] [--only churn] [--systems flywheel,flaml]
                            [--learners lightgbm,xgboost,catboost] [--ensemble 5]
 """
