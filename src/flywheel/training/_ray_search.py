@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from flywheel.core.errors import TrainingError
 from flywheel.core.rayconnect import connect_ray
 from flywheel.training._search import (
+    BEGUN,
     FINISHED,
     SearchProblem,
     SearchResult,
@@ -256,8 +257,4 @@ def _first_line(exc: BaseException) -> str:
 def _trials_remain(study: optuna.Study, total: int | None, deadline: float | None) -> bool:
     if deadline is not None and time.time() >= deadline:
         return False
-    if total is None:
-        return True
-    # Enqueued trials not yet asked for (WAITING: defaults, a warm start) are not run yet.
-    return len([t for t in study.get_trials(deepcopy=False)
-                if t.state != TrialState.WAITING]) < total
+    return total is None or len(study.get_trials(deepcopy=False, states=BEGUN)) < total

@@ -50,6 +50,10 @@ from flywheel.training._warm_start import (
 )
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+BEGUN = (*FINISHED, TrialState.RUNNING)
+"""Every state but WAITING: trials enqueued (defaults, a warm start) and not yet asked for
+neither count toward the trial cap nor are trials of the result; a resumed study runs them
+first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,9 +413,7 @@ def _left(deadline: float | None) -> float | None:
 
 
 def _cap(total: int | None) -> list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]:
-    # Trials enqueued and not yet asked for (WAITING) do not count toward the cap.
-    begun = (*FINISHED, TrialState.RUNNING)
-    return [] if total is None else [optuna.study.MaxTrialsCallback(total, states=begun)]
+    return [] if total is None else [optuna.study.MaxTrialsCallback(total, states=BEGUN)]
 
 
 def _worker(problem: SearchProblem, seed: int, total: int | None, deadline: float | None
@@ -431,8 +433,7 @@ def _best_value(study: optuna.Study) -> float | None:
 
 def _result(study: optuna.Study, problem: SearchProblem, *, resumed: int,
             timeout: float | None, duration_s: float) -> SearchResult:
-    # Enqueued trials the budget did not reach (WAITING) run first when the study resumes.
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    trials = study.get_trials(deepcopy=False, states=BEGUN)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         errors = [t.user_attrs.get("error") or t.system_attrs.get("fail_reason")

@@ -58,20 +58,34 @@ def warm_start_trial(spec: TrainingSpec, *, source: str, learner: str | None,
     if learner not in learners:
         return skipped(f"its learner {learner!r} is not in training.learners "
                        f"({', '.join(learners)})")
-    space = learners[learner].space
+    misfit = _misfit(learner, learners[learner].space, params)
+    if misfit:
+        return skipped(misfit)
+    return (WarmStart(source, learner, _optuna_names(learner, params, several=len(learners) > 1)),
+            f"warm-started from {source}: the first trial is its {learner} parameters")
+
+
+def _misfit(learner: str, space: Mapping[str, ParamSpace], params: Mapping[str, Any]
+            ) -> str | None:
+    """Why ``params`` are not a point of ``learner``'s search ``space`` (None: they are)."""
     if set(params) != set(space):
         missing, unknown = sorted(set(space) - set(params)), sorted(set(params) - set(space))
-        return skipped(f"its parameters do not fit {learner}'s search space (missing "
-                       f"{missing or 'none'}, unknown {unknown or 'none'})")
+        return (f"its parameters do not fit {learner}'s search space (missing "
+                f"{missing or 'none'}, unknown {unknown or 'none'})")
     for name, value in params.items():
         problem = _outside(space[name], value)
         if problem:
-            return skipped(f"{learner}.{name} = {value!r} {problem}")
+            return f"{learner}.{name} = {value!r} {problem}"
+    return None
+
+
+def _optuna_names(learner: str, params: Mapping[str, Any], *, several: bool) -> dict[str, Any]:
+    """``params`` under the names the search suggests them by (and ``learner`` when the search
+    chooses among several)."""
     names = {f"{learner}.{k}": v for k, v in params.items()}
-    if len(learners) > 1:
+    if several:
         names["learner"] = learner
-    return (WarmStart(source, learner, names),
-            f"warm-started from {source}: the first trial is its {learner} parameters")
+    return names
 
 
 def _outside(space: ParamSpace, value: Any) -> str | None:
@@ -94,14 +108,8 @@ def default_trials(spec: TrainingSpec) -> list[WarmStart]:
     if not spec.search.defaults_first or spec.search.sampler == "grid":
         return []
     learners = resolve_learners(spec)
-    starts = []
-    for learner in learners:
-        defaults = learner.defaults
-        if defaults is None or set(defaults) != set(learner.space) or any(
-                _outside(learner.space[name], value) for name, value in defaults.items()):
-            continue
-        names: dict[str, Any] = {f"{learner.name}.{k}": v for k, v in defaults.items()}
-        if len(learners) > 1:
-            names["learner"] = learner.name
-        starts.append(WarmStart(f"{learner.name} defaults", learner.name, names))
-    return starts
+    return [WarmStart(f"{learner.name} defaults", learner.name,
+                      _optuna_names(learner.name, learner.defaults, several=len(learners) > 1))
+            for learner in learners
+            if learner.defaults is not None
+            and _misfit(learner.name, learner.space, learner.defaults) is None]
