@@ -12,6 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from flywheel.core.openmp import share_cores
+
+# The suite trains in this process beside the servers, Ray nodes and load generators it starts
+# on the same cores: the shared-cores case (flywheel/core/openmp.py). Set before any test
+# imports LightGBM.
+share_cores()
+
 if TYPE_CHECKING:
     from flywheel import Project
     from flywheel.core.spec import ProjectSpec

@@ -9,17 +9,9 @@ The Python API comes first; the ``flywheel`` command is a thin layer over it::
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING, Any
 
-# OpenMP threads (LightGBM, scikit-learn) spin while they wait for each other by default. When
-# the cores are shared (a server, a load generator, another job), a spinning team can make one
-# model fit a hundred times slower; sleeping waits cost a few percent at most. It must be set
-# before the OpenMP runtime loads; a value the user exported wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from typing import TYPE_CHECKING, Any  # noqa: E402 - after the OpenMP setting above
-
-from flywheel._version import __version__  # noqa: E402
+from flywheel._version import __version__
 
 if TYPE_CHECKING:
     from flywheel.pipelines import Project

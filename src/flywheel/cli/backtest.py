@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from flywheel.cli.loop import print_report, write_report
 from flywheel.core.errors import ConfigError
+from flywheel.core.openmp import share_cores
 from flywheel.core.timeparse import parse_iso_time
 from flywheel.core.yamlio import read_yaml
 
@@ -55,6 +56,7 @@ def backtest(
     the rest as live traffic in accelerated time with the true outcomes as delayed feedback,
     retrain, roll out and decide; end with the delivery report against the version never
     retrained."""
+    share_cores()  # it trains and retrains beside the server it replays traffic into
     from flywheel.data import load_table  # noqa: PLC0415 - slow imports
     from flywheel.demo import BacktestSettings, run_backtest  # noqa: PLC0415
 

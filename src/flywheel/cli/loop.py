@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flywheel.core.openmp import share_cores
 from flywheel.core.spec import SPEC_FILE
 from flywheel.core.workspace import atomic_write_text
 from flywheel.pipelines import Project
@@ -44,6 +45,7 @@ def loop(
     config: ConfigOption = Path(SPEC_FILE),
 ) -> None:
     """The controller: check triggers, retrain, gate, roll out and decide; crash-safe."""
+    share_cores()  # it retrains beside the servers it rolls out to
     from flywheel.pipelines.loop import RetrainingLoop  # noqa: PLC0415 - slow imports
 
     project = Project.load(config)
@@ -142,6 +144,7 @@ def demo(
 ) -> None:
     """The whole loop on a real year of New York flights: train on January-February, serve,
     replay March-December with delayed labels, retrain on drift, roll out, decide, report."""
+    share_cores()  # it trains and retrains beside the server it replays traffic into
     from flywheel.demo import DemoSettings, run_demo  # noqa: PLC0415 - slow imports
 
     settings = DemoSettings.quick() if quick else DemoSettings()

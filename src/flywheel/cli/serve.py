@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flywheel.core.errors import ConfigError, ModelNotFoundError, ServingError
+from flywheel.core.openmp import share_cores
 from flywheel.core.spec import SPEC_FILE
 from flywheel.pipelines import Project
 
@@ -52,6 +53,7 @@ def serve(
     """Serve the champion (and challenger) over HTTP(S): /predict, Open Inference Protocol v2,
     /feedback, /dashboard, /metrics, /healthz, /readyz, /openapi.json; and over gRPC with
     --grpc-port."""
+    share_cores()  # before the imports below load the OpenMP runtime
     # Imported here: uvicorn and the serving stage (MLflow, LightGBM) take seconds to import,
     # which `flywheel validate` and friends should not pay.
     import uvicorn

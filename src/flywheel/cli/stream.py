@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from flywheel.core.openmp import share_cores
 from flywheel.core.spec import SPEC_FILE
 
 _err = Console(stderr=True)
@@ -50,6 +51,7 @@ def stream(
     fails the input checks goes to the dead-letter stream with the reason. Events are
     acknowledged only once their prediction is written. Stops on SIGTERM or Ctrl-C.
     """
+    share_cores()  # a scoring process, like a server
     # Imported here: the serving stage (MLflow, LightGBM) takes seconds to import.
     from flywheel.core.uris import install_redaction
     from flywheel.pipelines import Project
