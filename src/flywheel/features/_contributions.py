@@ -113,10 +113,13 @@ class ContributionExplainer:
     """
 
     def __init__(self, encoder: FeatureEncoder, trees: TreeContributions, *,
-                 columns: list[str], fold: np.ndarray) -> None:
+                 columns: list[str], fold: np.ndarray, log_link: bool = False) -> None:
         self.encoder = encoder
         self.columns = columns
         """Raw columns explained, in schema order."""
+        self.log_link = log_link
+        """A regression whose raw score is the log of its prediction (a Poisson, Tweedie or
+        gamma loss)."""
         self.outputs = trees.outputs
         self._trees = trees
         self._fold = fold  # (features, columns): 1 where a feature comes from a column
@@ -219,7 +222,19 @@ def contribution_explainer(model: Any, schema: DataSchema | None, *, task: Task,
     fold = np.zeros((encoder.width, len(columns)), dtype=np.float64)
     for position, column in enumerate(sources):
         fold[position, index[column]] = 1.0
-    return ContributionExplainer(encoder, trees, columns=columns, fold=fold)
+    return ContributionExplainer(encoder, trees, columns=columns, fold=fold,
+                                 log_link=task == "regression" and _log_link(estimator))
+
+
+def _log_link(estimator: Any) -> bool:
+    """Whether a regressor's loss (LightGBM ``poisson``, XGBoost ``count:poisson``, CatBoost
+    ``Tweedie:variance_power=1.5``...) predicts the exp of its raw score."""
+    params = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    loss = str(params.get("objective") or params.get("loss_function") or "").lower()
+    return loss.rpartition(":")[2].startswith(_LOG_LINKS) or loss.startswith(_LOG_LINKS)
+
+
+_LOG_LINKS = ("poisson", "tweedie", "gamma")
 
 
 def _lightgbm(estimator: Any, task: Task, version: str, num_threads: int

@@ -22,10 +22,10 @@ TAG_WARM_START = "flywheel.warm_start"
 log = logging.getLogger("flywheel.training")
 
 
-def warm_start_from(registry: MlflowRegistry, spec: ProjectSpec, ref: str
-                    ) -> tuple[WarmStart | None, str]:
+def warm_start_from(registry: MlflowRegistry, spec: ProjectSpec, ref: str, *,
+                    nonnegative_target: bool = False) -> tuple[WarmStart | None, str]:
     """The warm start from version or alias ``ref``, or None, and a sentence saying which
-    (also logged)."""
+    (also logged); ``nonnegative_target`` as ``SearchProblem.nonnegative_target``."""
     try:
         info = registry.version_info(ref)
         tags = registry.run_tags(info.run_id) if info.run_id else {}
@@ -39,7 +39,8 @@ def warm_start_from(registry: MlflowRegistry, spec: ProjectSpec, ref: str
             params = None
         warm, message = warm_start_trial(
             spec.training, source=f"version {info.version} ({ref})", learner=learner,
-            params=params if isinstance(params, dict) else None)
+            params=params if isinstance(params, dict) else None,
+            nonnegative_target=nonnegative_target)
         if warm is not None:
             log.info(message)
             return warm, message

@@ -210,7 +210,8 @@ def _train(project: ProjectContext, *, data: str | Path | None, trials: int | No
         finished, best_trial = study_progress(problem)
         warm_note = None
         if warm_start is not None and not finished:
-            warm, warm_note = warm_start_from(registry, spec, warm_start)
+            warm, warm_note = warm_start_from(registry, spec, warm_start,
+                                              nonnegative_target=problem.nonnegative_target)
             problem = dataclasses.replace(problem, warm_start=warm)
         total = spec.training.search.trials
         if finished and total is not None and finished >= total and best_trial is not None \

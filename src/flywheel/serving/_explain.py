@@ -4,7 +4,8 @@ Each row's explanation holds its raw score, the bias (the model's expected raw s
 contribution per raw input column, which add up to the raw score (LightGBM's, XGBoost's and
 CatBoost's exact tree contributions, ``features/_contributions.py``). The raw score is the
 positive class's log-odds for a binary model, one score per class (softmax input) for a
-multiclass one, and the predicted value for regression.
+multiclass one, and the predicted value for regression (its log for a Poisson, Tweedie or gamma
+loss).
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ def explanations(served: ServedModel, records: list[dict[str, Any]]) -> dict[str
     columns = parts.columns
     values, bias = parts.values.tolist(), parts.bias.tolist()
     if model.task == "regression" or parts.values.shape[1] == 1:
-        explained = "the predicted value" if model.task == "regression" else \
-            f"the log-odds of {model.classes[-1]!r}" if model.classes else "the log-odds"
+        if model.task == "regression":
+            explained = ("the log of the predicted value" if explainer.log_link
+                         else "the predicted value")
+        else:
+            explained = (f"the log-odds of {model.classes[-1]!r}" if model.classes
+                         else "the log-odds")
         rows = [_output(v[0], b[0], columns) for v, b in zip(values, bias, strict=True)]
     else:
         explained = "each class's raw score (softmax input)"

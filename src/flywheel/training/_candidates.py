@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 from sklearn.base import BaseEstimator
 
@@ -53,6 +54,9 @@ class Learner:
     defaults: Params | None = None
     """Known-good parameters (inside ``space``) a new study tries first for this learner,
     with ``training.search.defaults_first``; None: it starts from what the sampler draws."""
+    nonnegative_space: dict[str, ParamSpace] | None = None
+    """Added to ``space`` for a regression whose target is never negative (counts, prices,
+    amounts): the losses that suit such a target, whose first choice joins ``defaults``."""
 
     @property
     def early_stopping(self) -> bool:
@@ -66,6 +70,15 @@ class Learner:
         """
         return {name: _suggest(trial, f"{self.name}.{name}", space, grid=grid)
                 for name, space in self.space.items()}
+
+    def for_target(self, nonnegative: bool) -> Learner:
+        """This learner for a target that is (``nonnegative``) or may be negative."""
+        if not nonnegative or not self.nonnegative_space:
+            return self
+        first = {name: _grid(space)[0] for name, space in self.nonnegative_space.items()}
+        return dataclasses.replace(
+            self, space={**self.space, **self.nonnegative_space},
+            defaults=None if self.defaults is None else {**self.defaults, **first})
 
     def grid_values(self) -> dict[str, list[Any]]:
         """The grid sampler's values for each (prefixed) parameter."""
@@ -239,7 +252,12 @@ BUILTIN_LEARNERS: dict[str, Learner] = {
     }, _lightgbm_build, fit_early=_lightgbm_fit, defaults={
         "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
         "colsample_bytree": 0.9, "subsample": 1.0, "reg_alpha": 1e-8, "reg_lambda": 1e-8,
-    }),
+    # Squared error or a log-link loss: for a right-skewed non-negative target a Poisson or
+    # Tweedie fit often has the lower RMSE (diamonds' price: 522 against 532 with LightGBM's
+    # defaults in 5-fold CV). The search still scores trials by the project's metric; early
+    # stopping watches the loss's own.
+    }, nonnegative_space={"objective": ParamSpace(type="categorical",
+                                                  choices=["regression", "poisson", "tweedie"])}),
     "xgboost": Learner("xgboost", {
         "learning_rate": _space("float", 0.01, 0.3, log=True),
         "max_depth": _space("int", 3, 10),
@@ -280,8 +298,14 @@ BUILTIN_LEARNERS: dict[str, Learner] = {
 }
 
 
-def resolve_learners(spec: TrainingSpec) -> list[Learner]:
-    """The learners named in ``spec.learners``, built-in or custom.
+def nonnegative_regression(task: Task, y: np.ndarray) -> bool:
+    """Whether ``y`` is a regression target with no negative value (``Learner.for_target``)."""
+    return task == "regression" and len(y) > 0 and bool(np.nanmin(y) >= 0)
+
+
+def resolve_learners(spec: TrainingSpec, *, nonnegative_target: bool = False) -> list[Learner]:
+    """The learners named in ``spec.learners``, built-in or custom, for a target that is
+    (``nonnegative_target``, ``nonnegative_regression``) or may be negative.
 
     Raises:
         ConfigError: If a name is unknown, a built-in learner's optional package is not
@@ -297,7 +321,7 @@ def resolve_learners(spec: TrainingSpec) -> list[Learner]:
             if learner.package and learner.extra and not _installed(learner.package):
                 raise ConfigError(_missing(learner.package, learner.extra,
                                            f"training.learners: {name!r}"))
-            learners.append(learner)
+            learners.append(learner.for_target(nonnegative_target))
         else:
             known = sorted([*BUILTIN_LEARNERS, *custom])
             raise ConfigError(f"training.learners: unknown learner {name!r}; choose from "

@@ -37,7 +37,7 @@ from flywheel.core.spec import ProjectSpec
 from flywheel.data import DataSchema
 from flywheel.evaluation import Metric, compute_metrics, get_metric, summarize
 from flywheel.features import build_feature_pipeline
-from flywheel.training._candidates import Learner, resolve_learners
+from flywheel.training._candidates import Learner, nonnegative_regression, resolve_learners
 from flywheel.training._cv import Fold
 from flywheel.training._deadline import Deadline, alarm, cut_short
 from flywheel.training._ensemble import OofStore
@@ -71,6 +71,11 @@ class SearchProblem:
     n_jobs: int
     warm_start: WarmStart | None = None
     """Enqueued as the first trial when the study holds none yet (a retraining's champion)."""
+
+    @property
+    def nonnegative_target(self) -> bool:
+        """A regression target with no negative value: learners search its losses too."""
+        return nonnegative_regression(self.spec.target.task, self.y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +138,7 @@ class _FoldCache:
 def make_study(problem: SearchProblem, *, seed: int, create: bool = True) -> optuna.Study:
     spec = problem.spec.training
     metric = _metric(problem)
-    learners = resolve_learners(spec)
+    learners = resolve_learners(spec, nonnegative_target=problem.nonnegative_target)
     if spec.search.sampler == "tpe":
         sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed,
                                                                           multivariate=True)
@@ -175,7 +180,8 @@ def make_objective(problem: SearchProblem, deadline: float | None = None, *,
     spec = problem.spec.training
     task = problem.spec.target.task
     metric = _metric(problem)
-    learners = {learner.name: learner for learner in resolve_learners(spec)}
+    learners = {learner.name: learner for learner in
+                resolve_learners(spec, nonnegative_target=problem.nonnegative_target)}
     cache = _FoldCache(problem)
     grid = spec.search.sampler == "grid"
     n_classes = int(problem.y.max()) + 1 if task != "regression" else 0
@@ -320,7 +326,8 @@ def begin_search(problem: SearchProblem, *, n_trials: int | None,
         warm = problem.warm_start
         if warm is not None:
             study.enqueue_trial(warm.params, user_attrs={WARM_START_ATTR: warm.source})
-        for start in default_trials(problem.spec.training):
+        for start in default_trials(problem.spec.training,
+                                    nonnegative_target=problem.nonnegative_target):
             study.enqueue_trial(start.params, user_attrs={DEFAULTS_ATTR: start.learner})
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = 1 if total is None else max(0, total - done)

@@ -39,7 +39,8 @@ class WarmStart:
 
 
 def warm_start_trial(spec: TrainingSpec, *, source: str, learner: str | None,
-                     params: Mapping[str, Any] | None) -> tuple[WarmStart | None, str]:
+                     params: Mapping[str, Any] | None, nonnegative_target: bool = False
+                     ) -> tuple[WarmStart | None, str]:
     """The warm start for ``learner`` with ``params`` (without the learner prefix), or None,
     and a sentence saying which and why.
 
@@ -50,7 +51,8 @@ def warm_start_trial(spec: TrainingSpec, *, source: str, learner: str | None,
     def skipped(reason: str) -> tuple[None, str]:
         return None, f"not warm-started from {source}: {reason}"
 
-    learners = {lr.name: lr for lr in resolve_learners(spec)}
+    learners = {lr.name: lr for lr in resolve_learners(spec,
+                                                       nonnegative_target=nonnegative_target)}
     if spec.search.sampler == "grid":
         return skipped("the grid sampler runs only the grid's points")
     if not learner or params is None:
@@ -101,13 +103,13 @@ def _outside(space: ParamSpace, value: Any) -> str | None:
     return None
 
 
-def default_trials(spec: TrainingSpec) -> list[WarmStart]:
+def default_trials(spec: TrainingSpec, *, nonnegative_target: bool = False) -> list[WarmStart]:
     """Each learner's ``defaults`` in Optuna's names, in ``training.learners`` order; none with
     ``search.defaults_first`` off or the grid sampler, none for a learner without defaults
     (custom learners) or whose defaults do not fit its space."""
     if not spec.search.defaults_first or spec.search.sampler == "grid":
         return []
-    learners = resolve_learners(spec)
+    learners = resolve_learners(spec, nonnegative_target=nonnegative_target)
     return [WarmStart(f"{learner.name} defaults", learner.name,
                       _optuna_names(learner.name, learner.defaults, several=len(learners) > 1))
             for learner in learners

@@ -146,3 +146,17 @@ def test_datetime_parts_and_missing_indicators_are_traced_to_their_source_column
     parts = explainer.explain_columns({c: x[c] for c in x.columns}, len(x))
     raw = explainer.raw_scores(np.asarray(model[0].transform(x), dtype=np.float64))
     assert np.abs(parts.raw - raw).max() <= 1e-6
+
+
+@pytest.mark.parametrize("objective", ["poisson", "tweedie"])
+def test_a_log_link_regressor_explains_the_log_of_its_prediction_to_1e_6(objective: str) -> None:
+    train, holdout = _holdout(DIAMONDS, 3000, 2000)
+    model, schema = _fit(train, "price", "regression", estimator=lgb.LGBMRegressor(
+        objective=objective, n_estimators=40, verbosity=-1, n_jobs=1, random_state=0))
+    explainer = contribution_explainer(model, schema, task="regression")
+    x = holdout[schema.feature_columns]
+    batch = explainer.explain_columns({c: x[c] for c in x.columns}, len(x))
+    assert explainer.log_link
+    assert np.abs(batch.raw[:, 0] - np.log(model.predict(x))).max() <= 1e-6
+    plain, _ = _fit(train, "price", "regression")
+    assert not contribution_explainer(plain, schema, task="regression").log_link

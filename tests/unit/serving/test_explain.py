@@ -166,3 +166,31 @@ def test_explain_on_an_xgboost_or_catboost_version_sums_to_each_rows_log_odds(
         assert list(row["contributions"]) == churn.schema.feature_columns
         assert abs(sum(row["contributions"].values()) + row["bias"] - row["raw_score"]) <= 1e-9
         assert abs(row["raw_score"] - log_odds) <= 1e-5  # log-odds of float32 probabilities
+
+
+def test_a_poisson_price_model_serves_prices_and_explains_their_log(tmp_path: Path) -> None:
+    import lightgbm as lgb
+
+    from flywheel.core.spec import FeaturesSpec
+    from flywheel.data import infer_schema
+    from flywheel.features import build_feature_pipeline
+
+    frame = pd.read_parquet(Path(__file__).resolve().parents[3] / "examples" / "diamonds"
+                            / "diamonds.parquet").head(1500)
+    schema = infer_schema(frame, "price")
+    x = frame[schema.feature_columns]
+    model = Pipeline([("features", build_feature_pipeline(schema, FeaturesSpec(),
+                                                          task="regression")),
+                      ("model", lgb.LGBMRegressor(objective="poisson", n_estimators=30,
+                                                  verbosity=-1))]).fit(x, frame["price"])
+    app = make_app(None, tmp_path)
+    app.store.by_alias["champion"] = app.store.by_version["1"] = ServedModel(
+        build_loaded_model("price", "1", model, schema, {"flywheel.task": "regression"}))
+    records = orjson.loads(x.head(5).to_json(orient="records"))
+    status, _, raw = call(app, "POST", "/explain", records)
+    assert status == 200, raw
+    answer = orjson.loads(raw)
+    assert answer["explained"] == "the log of the predicted value"
+    np.testing.assert_allclose(answer["predictions"], model.predict(x.head(5)), rtol=1e-12)
+    scores = [row["raw_score"] for row in answer["explanations"]]
+    np.testing.assert_allclose(np.exp(scores), answer["predictions"], rtol=1e-6)
