@@ -6,8 +6,9 @@ of 2013 with what is known before departure (late > 15 min, ROC AUC) and the bik
 left out). For each data set and budget:
 
 - **flywheel**: ``Project.train`` with ``trials: null`` (search until the budget),
-  ``training.search.timeout_seconds`` at ``--search-share`` (0.9) of the budget, leaving the
-  rest for the ensemble selection and refit, the learners of ``--learners`` and
+  ``training.search.timeout_seconds`` at ``--search-share`` (0.9) of the budget, and the rest
+  as ``training.ensemble.refit_seconds`` (the members' estimated refit time), the learners of
+  ``--learners`` and
   ``training.ensemble.size: --ensemble``; its own 20 % holdout split, which the search never
   sees. The table shows its holdout score, and the best single trial's when it built an
   ensemble. Its "fit" wall clock is validation, search, selection and refit, which the others'
@@ -114,14 +115,15 @@ def environment(system: str) -> Path:
 
 
 def make_project(frame: pd.DataFrame, target: str, name: str, folder: Path, search: float,
-                 learners: list[str], ensemble: int) -> Project:
+                 learners: list[str], ensemble: int, refit: float | None = None) -> Project:
     folder.mkdir(parents=True)
     data = folder / f"{name}.parquet"
     frame.to_parquet(data)
     Project.init(data, target, directory=folder, name=name)
     spec_path = folder / "flywheel.yaml"
     raw = yaml.safe_load(spec_path.read_text())
-    raw["training"] = {**raw["training"], "learners": learners, "ensemble": {"size": ensemble},
+    raw["training"] = {**raw["training"], "learners": learners,
+                       "ensemble": {"size": ensemble, "refit_seconds": refit},
                        "search": {**raw["training"].get("search", {}), "trials": None,
                                   "timeout_seconds": search, "seed": 0}}
     spec_path.write_text(yaml.safe_dump(raw))
@@ -210,7 +212,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 project = make_project(frame, target, name, folder / "project",
-                                       budget * args.search_share, learners, args.ensemble)
+                                       budget * args.search_share, learners, args.ensemble,
+                                       budget * (1 - args.search_share))
                 y_holdout = split(frame, project, folder)
                 task = project.spec.target.task
                 row: dict[str, object] = {"data": name, "budget": budget, "rows": len(frame),

@@ -90,6 +90,7 @@ def spec_hash_of(spec: ProjectSpec) -> str:
         search.pop(key, None)
     if search.get("defaults_first", True):
         search.pop("defaults_first", None)  # the default keeps earlier specs' hashes
+    relevant["training"].get("ensemble", {}).pop("refit_seconds", None)  # a budget
     if relevant["training"].get("ensemble", {}).get("size", 1) == 1:
         relevant["training"].pop("ensemble", None)  # the default keeps earlier specs' hashes
     relevant.pop("tracking", None)

@@ -8,6 +8,7 @@ from flywheel.training._ensemble import EnsembleModel, EnsembleSelection, OofSto
 from flywheel.training._ensemble_search import (
     EnsembleOutcome,
     TrialSettings,
+    refit_estimate,
     select_from_search,
     trial_settings,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "run_ray_search",
     "run_search",
     "select_ensemble",
+    "refit_estimate",
     "select_from_search",
     "study_progress",
     "study_storage",

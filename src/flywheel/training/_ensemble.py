@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,11 @@ class EnsembleSelection:
     steps: int
     """Selection steps of the chosen prefix."""
     greater_is_better: bool = True
+    refit_seconds: float | None = None
+    """The members' estimated refit time (None: no estimates were given)."""
+    left_out: tuple[int, ...] = ()
+    """Kept trials the refit limit made unavailable at some step (the selection might not
+    have taken them anyway)."""
 
     @property
     def gain(self) -> float:
@@ -123,12 +128,20 @@ class EnsembleSelection:
         return {"members": list(self.members), "weights": [round(w, 6) for w in self.weights],
                 "learners": list(self.learners), "oof_score": self.score,
                 "oof_best_single": self.best_single, "oof_rows": self.rows,
-                "steps": self.steps}
+                "steps": self.steps,
+                **({} if self.refit_seconds is None
+                   else {"refit_estimate_s": round(self.refit_seconds, 1)}),
+                **({"left_out_for_refit_time": list(self.left_out)} if self.left_out else {})}
 
 
 def select_ensemble(store: OofStore, y: np.ndarray, metric: Metric, *, best: int, size: int,
-                    rounds: int) -> EnsembleSelection:
+                    rounds: int, costs: Mapping[int, float] | None = None,
+                    max_cost: float | None = None) -> EnsembleSelection:
     """Greedy forward selection with replacement, started from trial ``best``.
+
+    ``costs`` are the trials' estimated refit seconds; with ``max_cost``, a trial joins only
+    while the members' summed cost stays within it (``best`` is always in: the single model
+    would be refit too). Among the others the selection still takes the best addition.
 
     Raises:
         TrainingError: If trial ``best`` has no kept out-of-fold predictions.
@@ -148,19 +161,28 @@ def select_ensemble(store: OofStore, y: np.ndarray, metric: Metric, *, best: int
     def better(a: float, b: float) -> bool:
         return metric.better(a, b) and not np.isclose(a, b, rtol=0.0, atol=1e-12)
 
+    cost = dict(costs or {})
     total = library[best].copy()
     counts: Counter[int] = Counter({best: 1})
     order = [best]
+    spent = cost.get(best, 0.0)
+    left_out: set[int] = set()
     single = score(total)
     chosen = (single, 1, Counter(counts), list(order))
     for step in range(2, rounds + 1):
         allowed = list(library) if len(counts) < size else list(counts)
+        if max_cost is not None:
+            affordable = [n for n in allowed if n in counts or spent + cost.get(n, 0.0) <= max_cost]
+            left_out.update(set(allowed) - set(affordable))
+            allowed = affordable
         trial_scores = [(score((total + library[n]) / step), n) for n in allowed]
         value, number = trial_scores[0]
         for v, n in trial_scores[1:]:
             if better(v, value):
                 value, number = v, n
         total += library[number]
+        if number not in counts:
+            spent += cost.get(number, 0.0)
         counts[number] += 1
         if number not in order:
             order.append(number)
@@ -172,7 +194,9 @@ def select_ensemble(store: OofStore, y: np.ndarray, metric: Metric, *, best: int
     return EnsembleSelection(
         members=tuple(members), weights=tuple(picked[n] / steps for n in members),
         learners=tuple(kept[n].learner for n in members), score=value, best_single=single,
-        rows=int(rows.sum()), steps=steps, greater_is_better=metric.greater_is_better)
+        rows=int(rows.sum()), steps=steps, greater_is_better=metric.greater_is_better,
+        refit_seconds=None if costs is None else sum(cost.get(n, 0.0) for n in members),
+        left_out=tuple(sorted(left_out - set(members))) if max_cost is not None else ())
 
 
 class EnsembleModel(BaseEstimator):  # type: ignore[misc]

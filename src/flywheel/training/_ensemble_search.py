@@ -21,7 +21,8 @@ from flywheel.evaluation import get_metric
 from flywheel.training._ensemble import EnsembleSelection, OofStore, select_ensemble
 from flywheel.training._search import SearchProblem, SearchResult, make_objective
 
-__all__ = ["EnsembleOutcome", "TrialSettings", "select_from_search", "trial_settings"]
+__all__ = ["EnsembleOutcome", "TrialSettings", "refit_estimate", "select_from_search",
+           "trial_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,15 @@ def trial_settings(trial: FrozenTrial) -> TrialSettings:
                          float(trial.value if trial.value is not None else float("nan")))
 
 
+def refit_estimate(trial: FrozenTrial, folds: int) -> float:
+    """Seconds refitting ``trial`` on all search rows is expected to take: one fold's share of
+    its run, scaled by the refit's k/(k-1) times the rows and (with early stopping) rounds."""
+    if trial.datetime_start is None or trial.datetime_complete is None or folds < 2:
+        return 0.0
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return seconds / folds * (folds / (folds - 1)) ** 2
+
+
 def select_from_search(problem: SearchProblem, result: SearchResult) -> EnsembleOutcome:
     """Select the ensemble ``training.ensemble`` asks for from ``result``'s study.
 
@@ -93,7 +103,10 @@ def select_from_search(problem: SearchProblem, result: SearchResult) -> Ensemble
                 objective(cast(optuna.Trial, optuna.trial.FixedTrial(t.params, number=t.number)))
             except Exception:  # noqa: S112 - a candidate that fails now is left out
                 continue
+    folds = len(problem.folds)
+    costs = {n: refit_estimate(t, folds) for n, t in chosen.items()}
     selection = select_ensemble(store, problem.y, metric, best=result.best_number,
-                                size=spec.size, rounds=spec.rounds)
+                                size=spec.size, rounds=spec.rounds, costs=costs,
+                                max_cost=spec.refit_seconds)
     members = tuple(trial_settings(chosen[n]) for n in selection.members)
     return EnsembleOutcome(selection, members, rescored=len(missing))

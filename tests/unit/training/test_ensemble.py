@@ -24,6 +24,7 @@ from flywheel.training import (
     SearchProblem,
     cv_folds,
     encode_target,
+    refit_estimate,
     run_search,
     select_ensemble,
     select_from_search,
@@ -114,6 +115,32 @@ def test_regression_gains_are_positive_when_the_error_falls() -> None:
     assert selection.score < selection.best_single
 
 
+def test_the_refit_limit_keeps_out_a_trial_too_slow_to_refit_and_takes_the_next_best() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=300)
+    store = OofStore(5, greater_is_better=False)
+    for number, scale in enumerate([0.5, 0.55, 0.7]):  # independent errors: averaging helps
+        store.add(number, "a", scale, y + rng.normal(scale=scale, size=300))
+    rmse = get_metric("regression", "rmse")
+    free = select_ensemble(store, y, rmse, best=0, size=2, rounds=10)
+    costs = {0: 10.0, 1: 25.0, 2: 4.0}
+    limited = select_ensemble(store, y, rmse, best=0, size=2, rounds=10, costs=costs,
+                              max_cost=20.0)
+    assert free.members == (0, 1)
+    assert limited.members == (0, 2) and limited.refit_seconds == 14.0
+    assert limited.left_out == (1,) and limited.gain > 0
+    assert limited.describe()["left_out_for_refit_time"] == [1]
+    alone = select_ensemble(store, y, rmse, best=0, size=2, rounds=10, costs=costs, max_cost=5.0)
+    assert alone.members == (0,)  # the best trial is refit whatever its cost
+
+
+def test_a_refit_estimate_is_a_folds_share_of_the_trial_scaled_to_all_rows(searched) -> None:
+    _, result = searched
+    trial = next(t for t in result.trials if t.datetime_complete is not None)
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    assert refit_estimate(trial, 3) == pytest.approx(seconds / 3 * 1.5 ** 2)
+
+
 def test_a_best_trial_without_predictions_is_a_training_error() -> None:
     store = OofStore(5, greater_is_better=True)
     with pytest.raises(TrainingError, match="no out-of-fold predictions"):
@@ -163,3 +190,15 @@ def test_a_bad_ensemble_size_is_a_config_error_naming_the_setting(value: object)
            "training": {"ensemble": {"size": value}}}
     with pytest.raises(ConfigError, match=r"training\.ensemble\.size: must be"):
         parse_spec(raw)
+
+
+def test_the_refit_limit_is_a_budget_that_keeps_the_spec_hash_and_must_be_positive() -> None:
+    from flywheel.pipelines._train_parts import spec_hash_of
+
+    base = {"name": "t", "data": {"path": "t.csv"}, "target": {"column": "y", "task": "binary"},
+            "training": {"ensemble": {"size": 5}}}
+    limited = {**base, "training": {"ensemble": {"size": 5, "refit_seconds": 30}}}
+    assert spec_hash_of(ProjectSpec.model_validate(base)) == \
+        spec_hash_of(ProjectSpec.model_validate(limited))
+    with pytest.raises(ConfigError, match="training.ensemble.refit_seconds"):
+        parse_spec({**base, "training": {"ensemble": {"size": 5, "refit_seconds": 0}}})
