@@ -89,3 +89,11 @@ def test_a_target_with_negative_values_skips_a_poisson_champion_and_never_tries_
     trials = run_search(problem).trials
     assert all("lightgbm.objective" not in t.params for t in trials)
     assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_a_champion_from_before_the_loss_was_searched_warm_starts_with_squared_error() -> None:
+    earlier = {k: v for k, v in CHAMPION.items() if k != "objective"}
+    warm, message = warm_start_trial(_spec().training, source="version 1 (champion)",
+                                     learner="lightgbm", params=earlier, nonnegative_target=True)
+    assert warm is not None, message
+    assert warm.params["lightgbm.objective"] == "regression"
