@@ -71,14 +71,20 @@ class Learner:
         return {name: _suggest(trial, f"{self.name}.{name}", space, grid=grid)
                 for name, space in self.space.items()}
 
+    @property
+    def nonnegative_defaults(self) -> Params:
+        """The first choice of each ``nonnegative_space`` parameter (LightGBM: squared error),
+        what the learner used before it searched them."""
+        return {name: _grid(space)[0] for name, space in (self.nonnegative_space or {}).items()}
+
     def for_target(self, nonnegative: bool) -> Learner:
         """This learner for a target that is (``nonnegative``) or may be negative."""
         if not nonnegative or not self.nonnegative_space:
             return self
-        first = {name: _grid(space)[0] for name, space in self.nonnegative_space.items()}
         return dataclasses.replace(
             self, space={**self.space, **self.nonnegative_space},
-            defaults=None if self.defaults is None else {**self.defaults, **first})
+            defaults=None if self.defaults is None
+            else {**self.defaults, **self.nonnegative_defaults})
 
     def grid_values(self) -> dict[str, list[Any]]:
         """The grid sampler's values for each (prefixed) parameter."""

@@ -165,13 +165,13 @@ def select_ensemble(store: OofStore, y: np.ndarray, metric: Metric, *, best: int
     total = library[best].copy()
     counts: Counter[int] = Counter({best: 1})
     order = [best]
-    spent = cost.get(best, 0.0)
     left_out: set[int] = set()
     single = score(total)
     chosen = (single, 1, Counter(counts), list(order))
     for step in range(2, rounds + 1):
         allowed = list(library) if len(counts) < size else list(counts)
         if max_cost is not None:
+            spent = sum(cost.get(n, 0.0) for n in counts)
             affordable = [n for n in allowed if n in counts or spent + cost.get(n, 0.0) <= max_cost]
             left_out.update(set(allowed) - set(affordable))
             allowed = affordable
@@ -181,8 +181,6 @@ def select_ensemble(store: OofStore, y: np.ndarray, metric: Metric, *, best: int
             if better(v, value):
                 value, number = v, n
         total += library[number]
-        if number not in counts:
-            spent += cost.get(number, 0.0)
         counts[number] += 1
         if number not in order:
             order.append(number)

@@ -60,12 +60,9 @@ def warm_start_trial(spec: TrainingSpec, *, source: str, learner: str | None,
     if learner not in learners:
         return skipped(f"its learner {learner!r} is not in training.learners "
                        f"({', '.join(learners)})")
-    added = learners[learner].nonnegative_space or {}
-    if nonnegative_target and added:
-        # A champion from before its learner searched these (LightGBM's loss) used the first
-        # choice, squared error.
-        params = {**{name: space.choices[0] for name, space in added.items()
-                     if space.choices and name not in params}, **params}
+    if nonnegative_target:
+        # A champion from before its learner searched its loss used the first choice.
+        params = {**learners[learner].nonnegative_defaults, **params}
     misfit = _misfit(learner, learners[learner].space, params)
     if misfit:
         return skipped(misfit)
